@@ -1,0 +1,92 @@
+// Package backend defines the interface between batchd's engine and the model
+// servers that answer each request of a batch. Implementations live in
+// subpackages: testmodel (built in, deterministic), anthropic and openai.
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Request is one Messages API call to make on behalf of a batch.
+type Request struct {
+	BatchID  string
+	CustomID string
+
+	// Params is the Messages API request body exactly as the client sent it,
+	// unknown fields included. It has passed messages.Validate.
+	Params json.RawMessage
+
+	// Model is params.model, read once for routing.
+	Model string
+
+	// Betas are the anthropic-beta values the batch was created with.
+	Betas []string
+}
+
+// Backend sends one request to a model and returns the Message it produced.
+type Backend interface {
+	// Send returns the Messages API response body on success. On failure it
+	// returns an error; an [*Error] carries the API error type that the
+	// request's errored result reports. Any other error (connection reset,
+	// timeout) is treated as a transient api_error.
+	Send(ctx context.Context, req Request) (json.RawMessage, error)
+}
+
+// Error types from the Messages API that a backend can report.
+const (
+	TypeInvalidRequest = "invalid_request_error"
+	TypeAuthentication = "authentication_error"
+	TypePermission     = "permission_error"
+	TypeNotFound       = "not_found_error"
+	TypeRateLimit      = "rate_limit_error"
+	TypeAPI            = "api_error"
+	TypeTimeout        = "timeout_error"
+	TypeOverloaded     = "overloaded_error"
+)
+
+// Error is a failure reported by a model, in the Messages API's terms.
+type Error struct {
+	// Type is the Messages API error type, such as overloaded_error.
+	Type string
+	// Message is the human-readable explanation.
+	Message string
+	// StatusCode is the HTTP status the model server answered with, or 0.
+	StatusCode int
+	// RetryAfter is how long the server asked the caller to wait, or 0.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("%s (HTTP %d): %s", e.Type, e.StatusCode, e.Message)
+	}
+	return e.Type + ": " + e.Message
+}
+
+// Temporary reports whether the same request may succeed if sent again:
+// rate limits, overload, server errors and timeouts.
+func (e *Error) Temporary() bool {
+	switch e.Type {
+	case TypeRateLimit, TypeOverloaded, TypeAPI, TypeTimeout:
+		return true
+	}
+	return false
+}
+
+// AsError converts any error from [Backend.Send] into an [*Error]. Errors that
+// are not already one become a temporary api_error, or a timeout_error when
+// the context deadline passed.
+func AsError(err error) *Error {
+	var be *Error
+	if errors.As(err, &be) {
+		return be
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Type: TypeTimeout, Message: "the model did not answer in time: " + err.Error()}
+	}
+	return &Error{Type: TypeAPI, Message: err.Error()}
+}
