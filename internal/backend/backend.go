@@ -27,13 +27,38 @@ type Request struct {
 	Betas []string
 }
 
+// Response is a model's successful answer.
+type Response struct {
+	// Message is the Messages API response body, a Message object.
+	Message json.RawMessage
+
+	// Limits is what the server reported about its rate limits, if anything.
+	Limits Limits
+}
+
+// Limits is a model server's report on its rate limits, read from headers
+// such as anthropic-ratelimit-requests-remaining. Fields the server did not
+// send are -1 (counts) or zero (times).
+type Limits struct {
+	RequestsLimit     int64
+	RequestsRemaining int64
+	RequestsReset     time.Time
+
+	TokensLimit     int64
+	TokensRemaining int64
+	TokensReset     time.Time
+}
+
+// NoLimits is a [Limits] with nothing known.
+var NoLimits = Limits{RequestsLimit: -1, RequestsRemaining: -1, TokensLimit: -1, TokensRemaining: -1}
+
 // Backend sends one request to a model and returns the Message it produced.
 type Backend interface {
-	// Send returns the Messages API response body on success. On failure it
-	// returns an error; an [*Error] carries the API error type that the
-	// request's errored result reports. Any other error (connection reset,
-	// timeout) is treated as a transient api_error.
-	Send(ctx context.Context, req Request) (json.RawMessage, error)
+	// Send returns the model's Message on success. On failure it returns an
+	// error; an [*Error] carries the API error type that the request's
+	// errored result reports. Any other error (connection reset, timeout) is
+	// treated as a temporary api_error.
+	Send(ctx context.Context, req Request) (Response, error)
 }
 
 // Error types from the Messages API that a backend can report.
@@ -58,6 +83,8 @@ type Error struct {
 	StatusCode int
 	// RetryAfter is how long the server asked the caller to wait, or 0.
 	RetryAfter time.Duration
+	// Limits is what the server reported about its rate limits.
+	Limits Limits
 }
 
 func (e *Error) Error() string {
