@@ -22,7 +22,6 @@ var ErrNotFound = fmt.Errorf("store: %w", batch.ErrNotFound)
 // It wraps [batch.ErrInvalidRequest].
 var ErrWrongState = fmt.Errorf("store: wrong batch status: %w", batch.ErrInvalidRequest)
 
-
 // Store is batchd's persistent state: API keys, batches, the requests inside
 // them and their results. Every method is safe for concurrent use.
 //

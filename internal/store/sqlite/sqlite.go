@@ -1,0 +1,325 @@
+// Package sqlite is batchd's embedded store: one SQLite database file in WAL
+// mode, written through a single connection and read through a pool.
+//
+// Limitations: one batchd process may use a database file at a time (the
+// caller holds a lock on the data directory), and synchronous=NORMAL means a
+// power loss, unlike a crash of the process, can lose the last transactions
+// before a WAL checkpoint.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/batchd/batchd/internal/batch"
+	"github.com/batchd/batchd/internal/store"
+)
+
+// seqShift places a batch's seq above the request index inside a request's
+// rid. 2^20 is more than ten times the maximum batch size.
+const seqShift = 20
+
+// insertChunk is how many requests one create transaction writes, so other
+// writers can take turns while a large batch arrives.
+const insertChunk = 2000
+
+// Store is a [store.Store] on one SQLite file.
+type Store struct {
+	write *sql.DB // exactly one connection: SQLite allows one writer
+	read  *sql.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the database at path, brings its schema up to date
+// and removes what half-finished creates of an earlier process left behind.
+func Open(ctx context.Context, path string) (*Store, error) {
+	write, err := openDB(path, true)
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+
+	if err := migrate(ctx, write); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+
+	read, err := openDB(path, false)
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
+
+	s := &Store{write: write, read: read}
+	if err := s.dropStaging(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openDB(path string, immediate bool) (*sql.DB, error) {
+	query := url.Values{}
+	query.Add("_pragma", "journal_mode(WAL)")
+	query.Add("_pragma", "busy_timeout(10000)")
+	query.Add("_pragma", "synchronous(NORMAL)")
+	if immediate {
+		// Write transactions take the lock at BEGIN, so two of them never
+		// deadlock upgrading a read lock.
+		query.Set("_txlock", "immediate")
+	}
+
+	dsn := "file:" + path + "?" + query.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes both connection pools.
+func (s *Store) Close() error {
+	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+// dropStaging deletes batches that an earlier process started to create but
+// never finished. Only one process uses the file, so every staged batch found
+// at open is dead.
+func (s *Store) dropStaging(ctx context.Context) error {
+	rows, err := s.write.QueryContext(ctx, `SELECT seq FROM batch_staging`)
+	if err != nil {
+		return fmt.Errorf("list staged batches: %w", err)
+	}
+	var seqs []int64
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return err
+		}
+		seqs = append(seqs, seq)
+	}
+	rows.Close()
+
+	for _, seq := range seqs {
+		if err := s.abortCreate(ctx, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ridRange(seq int64) (int64, int64) {
+	low := seq << seqShift
+	return low, low + 1<<seqShift - 1
+}
+
+func micros(t time.Time) int64 {
+	return t.UnixMicro()
+}
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromMicros(v int64) time.Time {
+	return time.UnixMicro(v).UTC()
+}
+
+func fromNullMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMicros(v.Int64)
+}
+
+// KeyPut implements [store.Store].
+func (s *Store) KeyPut(ctx context.Context, params store.KeyPutParams) error {
+	_, err := s.write.ExecContext(ctx, `
+		INSERT INTO api_keys (hash, workspace_id, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (hash) DO UPDATE SET workspace_id = excluded.workspace_id`,
+		params.Hash, params.WorkspaceID, micros(params.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("put api key: %w", err)
+	}
+	return nil
+}
+
+// KeyGet implements [store.Store].
+func (s *Store) KeyGet(ctx context.Context, hash string) (store.Key, error) {
+	key := store.Key{Hash: hash}
+	var created int64
+	err := s.read.QueryRowContext(ctx,
+		`SELECT workspace_id, created_at FROM api_keys WHERE hash = ?`, hash).
+		Scan(&key.WorkspaceID, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Key{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Key{}, fmt.Errorf("get api key: %w", err)
+	}
+	key.CreatedAt = fromMicros(created)
+	return key, nil
+}
+
+// KeyCount implements [store.Store].
+func (s *Store) KeyCount(ctx context.Context) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM api_keys`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count api keys: %w", err)
+	}
+	return n, nil
+}
+
+const batchColumns = `seq, id, workspace_id, status, request_count,
+	succeeded, errored, canceled, expired,
+	created_at, expires_at, ended_at, cancel_initiated_at, archived_at, betas`
+
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanBatch(row scanner) (batch.Batch, int64, error) {
+	var (
+		b                      batch.Batch
+		seq, created, expires  int64
+		ended, cancel, archive sql.NullInt64
+		status, betas          string
+	)
+	err := row.Scan(&seq, &b.ID, &b.WorkspaceID, &status, &b.RequestCount,
+		&b.Final.Succeeded, &b.Final.Errored, &b.Final.Canceled, &b.Final.Expired,
+		&created, &expires, &ended, &cancel, &archive, &betas)
+	if err != nil {
+		return batch.Batch{}, 0, err
+	}
+
+	b.Status = batch.Status(status)
+	b.CreatedAt = fromMicros(created)
+	b.ExpiresAt = fromMicros(expires)
+	b.EndedAt = fromNullMicros(ended)
+	b.CancelInitiatedAt = fromNullMicros(cancel)
+	b.ArchivedAt = fromNullMicros(archive)
+	if betas != "" {
+		b.Betas = strings.Split(betas, ",")
+	}
+	return b, seq, nil
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// getBatch reads one batch, scoped to a workspace unless workspaceID is empty.
+func getBatch(ctx context.Context, q querier, workspaceID, id string) (batch.Batch, int64, error) {
+	row := q.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batches
+		WHERE id = ? AND (? = '' OR workspace_id = ?)`, id, workspaceID, workspaceID)
+	b, seq, err := scanBatch(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return batch.Batch{}, 0, store.ErrNotFound
+	}
+	if err != nil {
+		return batch.Batch{}, 0, fmt.Errorf("get batch %s: %w", id, err)
+	}
+	return b, seq, nil
+}
+
+// BatchGet implements [store.Store].
+func (s *Store) BatchGet(ctx context.Context, params store.BatchGetParams) (batch.Batch, error) {
+	b, _, err := getBatch(ctx, s.read, params.WorkspaceID, params.ID)
+	return b, err
+}
+
+// BatchList implements [store.Store].
+func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (store.BatchPage, error) {
+	var (
+		where = []string{"workspace_id = ?"}
+		args  = []any{params.WorkspaceID}
+	)
+	if params.AfterID != "" {
+		where = append(where, "id < ?")
+		args = append(args, params.AfterID)
+	}
+	if params.BeforeID != "" {
+		where = append(where, "id > ?")
+		args = append(args, params.BeforeID)
+	}
+
+	// Paging toward newer batches reads upward from before_id, so that the
+	// page holds the batches closest to the cursor.
+	ascending := params.BeforeID != ""
+	order := "DESC"
+	if ascending {
+		order = "ASC"
+	}
+	query := `SELECT ` + batchColumns + ` FROM batches WHERE ` +
+		strings.Join(where, " AND ") + ` ORDER BY id ` + order + ` LIMIT ?`
+	args = append(args, params.Limit+1)
+
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
+	}
+	defer rows.Close()
+
+	var page store.BatchPage
+	for rows.Next() {
+		b, _, err := scanBatch(rows)
+		if err != nil {
+			return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
+		}
+		page.Batches = append(page.Batches, b)
+	}
+	if err := rows.Err(); err != nil {
+		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
+	}
+
+	if len(page.Batches) > params.Limit {
+		page.HasMore = true
+		page.Batches = page.Batches[:params.Limit]
+	}
+	if ascending {
+		reverse(page.Batches)
+	}
+	return page, nil
+}
+
+func reverse(batches []batch.Batch) {
+	for i, j := 0, len(batches)-1; i < j; i, j = i+1, j-1 {
+		batches[i], batches[j] = batches[j], batches[i]
+	}
+}
+
+// BatchListActive implements [store.Store].
+func (s *Store) BatchListActive(ctx context.Context) ([]batch.Batch, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches
+		WHERE status <> 'ended' ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("list active batches: %w", err)
+	}
+	defer rows.Close()
+
+	var batches []batch.Batch
+	for rows.Next() {
+		b, _, err := scanBatch(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list active batches: %w", err)
+		}
+		batches = append(batches, b)
+	}
+	return batches, rows.Err()
+}
