@@ -107,6 +107,10 @@ type Request struct {
 	CustomID string
 	Params   json.RawMessage
 
+	// Betas are the anthropic-beta values of the batch. The store leaves them
+	// empty; the engine fills them in from the batch.
+	Betas []string
+
 	// Fence is the claim's fencing token. A result is recorded only when the
 	// request is still claimed by the same owner under the same token, so a
 	// node whose lease ran out cannot record a second result.

@@ -65,7 +65,25 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.releaseClaims(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// releaseClaims returns every claimed request to pending. Only one process
+// uses the file, so claims found at open belong to a process that is gone,
+// and their requests can run again at once instead of after their lease.
+// The fence moves on, so a result of the old claim can never be recorded.
+func (s *Store) releaseClaims(ctx context.Context) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE requests
+		SET state = 0, owner = NULL, lease_until = NULL, fence = fence + 1
+		WHERE state = 1 AND state < 2`)
+	if err != nil {
+		return fmt.Errorf("release claims of an earlier process: %w", err)
+	}
+	return nil
 }
 
 func openDB(path string, immediate bool) (*sql.DB, error) {
