@@ -167,7 +167,11 @@ func (h *harness) checkError(r response, status int, errorType string) string {
 	if ct := r.header.Get("content-type"); !strings.HasPrefix(ct, "application/json") {
 		h.t.Errorf("content-type = %q, want application/json", ct)
 	}
-	if err := h.spec.Error(r.body); err != nil {
+	// The OpenAPI document's error type enum lacks request_too_large, which
+	// the API's errors page documents for 413. Check the rest of the shape.
+	schemaBody := bytes.Replace(r.body, []byte(`"request_too_large"`),
+		[]byte(`"invalid_request_error"`), 1)
+	if err := h.spec.Error(schemaBody); err != nil {
 		h.t.Errorf("error body does not match the schema: %v\n%s", err, r.body)
 	}
 

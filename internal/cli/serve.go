@@ -121,7 +121,7 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 		"share of test model calls, 0 to 1, that fail with rate_limit_error")
 	fs.Float64Var(&cfg.testModel.APIErrorRate, "test-model-api-error-rate", 0,
 		"share of test model calls, 0 to 1, that fail with api_error")
-	fs.Int64Var(&cfg.testModel.Seed, "test-model-seed", 0,
+	fs.Uint64Var(&cfg.testModel.Seed, "test-model-seed", 0,
 		"seed that decides which test model calls fail")
 
 	if err := fs.Parse(args); err != nil {

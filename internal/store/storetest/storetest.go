@@ -35,6 +35,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"CancelTransitions", testCancelTransitions},
 		{"DeleteOnlyEnded", testDeleteOnlyEnded},
 		{"ClaimAndFinish", testClaimAndFinish},
+		{"FinishDuplicateResults", testFinishDuplicateResults},
 		{"LeaseExpiryFencing", testLeaseExpiryFencing},
 		{"EndUnclaimed", testEndUnclaimed},
 		{"EndCountsOutcomes", testEndCountsOutcomes},
@@ -485,6 +486,45 @@ func testClaimAndFinish(t *testing.T, s store.Store) {
 	f.finish("b", second, batch.OutcomeErrored)
 	f.end(b.ID, true)
 	f.end(b.ID, false)
+}
+
+// Several results for one request in one call are applied as if one by one:
+// the first whose fence matches is recorded and the rest are dropped.
+func testFinishDuplicateResults(t *testing.T, s store.Store) {
+	f := newFixture(t, s)
+	b := f.create("w", 1)
+	req := f.claim(b.ID, "a", 1, epoch)[0]
+
+	result := func(fence int64, outcome batch.Outcome, try int) batch.Result {
+		return batch.Result{
+			BatchID: b.ID, Index: req.Index, Fence: fence, Outcome: outcome,
+			Body: json.RawMessage(fmt.Sprintf(`{"try":%d}`, try)),
+		}
+	}
+	n, err := s.RequestFinish(context.Background(), store.RequestFinishParams{
+		Owner: "a",
+		Results: []batch.Result{
+			result(req.Fence-1, batch.OutcomeErrored, 0), // stale token
+			result(req.Fence, batch.OutcomeSucceeded, 1),
+			result(req.Fence, batch.OutcomeErrored, 2),
+		},
+	})
+	if err != nil {
+		t.Fatalf("RequestFinish: %v", err)
+	}
+	if n != 1 {
+		t.Errorf("RequestFinish recorded %d results, want 1", n)
+	}
+	f.end(b.ID, true)
+
+	lines, err := f.results("w", b.ID)
+	if err != nil {
+		t.Fatalf("results: %v", err)
+	}
+	want := `{"custom_id":"req-0","result":{"type":"succeeded","message":{"try":1}}}`
+	if len(lines) != 1 || lines[0] != want {
+		t.Errorf("results = %q, want [%s]", lines, want)
+	}
 }
 
 func testLeaseExpiryFencing(t *testing.T, s store.Store) {
