@@ -23,8 +23,16 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) error 
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	betas := betasOf(r)
 
+	key := r.Header.Get("idempotency-key")
+	if len(key) > maxIdempotencyKeyLength {
+		return invalidf("Idempotency-Key: must be at most %d characters, got %d.",
+			maxIdempotencyKeyLength, len(key))
+	}
+
 	b, err := s.store.BatchCreate(r.Context(), store.BatchCreateParams{
-		Requests: s.decodeRequests(body),
+		WorkspaceID:    c.workspaceID,
+		IdempotencyKey: key,
+		Requests:       s.decodeRequests(body),
 		NewBatch: func(count int64) batch.Batch {
 			now := s.clock.Now()
 			return batch.Batch{
@@ -50,6 +58,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) error 
 	writeJSON(w, http.StatusOK, renderBatch(b, s.baseURL(r)))
 	return nil
 }
+
+// maxIdempotencyKeyLength bounds the Idempotency-Key header, which is stored
+// with the batch.
+const maxIdempotencyKeyLength = 255
 
 func (s *Server) tooLarge() error {
 	return newError(batch.ErrTooLarge,

@@ -112,6 +112,7 @@ func TestUsageErrors(t *testing.T) {
 		{"list", "extra"},
 		{"list", "--no-such-flag"},
 		{"get", ""},
+		{"create", "--poll-interval", "0s", "f"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

@@ -15,13 +15,13 @@ import (
 	"github.com/batchd/batchd/internal/backend/testmodel"
 )
 
-// longTextBytes is the size of the answers of scriptedBackend to "long-"
-// requests: well over the 64 KiB line limit of bufio.Scanner.
+// longTextBytes is the text size of the messages scriptedBackend returns
+// for "long-" requests: well over the 64 KiB line limit of bufio.Scanner.
 const longTextBytes = 200_000
 
 // scriptedBackend passes requests to the test model, except by custom_id
-// prefix: "long-" requests get a text answer of longTextBytes, "hold-"
-// requests wait until release is closed.
+// prefix: "long-" requests get a message with a text of longTextBytes, and
+// "hold-" requests wait until release is closed.
 type scriptedBackend struct {
 	model   *testmodel.Model
 	release chan struct{}
@@ -45,8 +45,8 @@ func (b *scriptedBackend) Send(ctx context.Context, req backend.Request) (backen
 	return b.model.Send(ctx, req)
 }
 
-// longText is the answer to the "long-" request customID; it ends with the
-// custom_id so that a cut-off line shows.
+// longText is the text returned for the "long-" request customID. It ends
+// with the custom_id so that a cut-off line shows.
 func longText(customID string) string {
 	return strings.Repeat("0123456789", longTextBytes/10) + " end of " + customID
 }
@@ -497,7 +497,7 @@ func checkLongResults(t *testing.T, results string) {
 			t.Errorf("%s: line has %d bytes, want over 64 KiB", line.CustomID, len(sc.Bytes()))
 		}
 		if c := line.Result.Message.Content; len(c) != 1 || c[0].Text != longText(line.CustomID) {
-			t.Errorf("%s: the text of the answer is not complete", line.CustomID)
+			t.Errorf("%s: the text of the message is not complete", line.CustomID)
 		}
 	}
 	if err := sc.Err(); err != nil {

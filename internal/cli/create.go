@@ -18,8 +18,8 @@ func init() {
 	register("create", "create a batch from a JSONL file or a JSON request body", runCreate)
 }
 
-// pollIntervalDefault is how often "create --wait" asks whether the batch
-// has ended.
+// pollIntervalDefault is how often "create --wait" polls the batch to see
+// whether it has ended.
 const pollIntervalDefault = 5 * time.Second
 
 type createFlags struct {
@@ -38,13 +38,13 @@ Use - to read standard input. The requests are sent as they are in FILE,
 unknown fields included; the server validates the params of each request.`
 
 func runCreate(ctx context.Context, e *env, args []string) error {
-	var f createFlags
+	f := createFlags{pollInterval: pollIntervalDefault}
 	fs := newFlagSet(e, "create", createUsage)
 	f.client.register(fs)
 	fs.BoolVar(&f.json, "json", false, "print the batch object as received")
 	fs.BoolVar(&f.wait, "wait", false, "wait until the batch has ended, then print it")
 	fs.Var(durationFlag{&f.pollInterval}, "poll-interval",
-		"`DURATION` between status checks with --wait (default 5s)")
+		"`DURATION` between status checks with --wait")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -56,7 +56,8 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(1), errUsage)
 	}
 	if f.pollInterval <= 0 {
-		f.pollInterval = pollIntervalDefault
+		fmt.Fprintln(e.stderr, "--poll-interval must be longer than 0s")
+		return errUsage
 	}
 
 	client, err := f.client.newClient(e)
@@ -105,7 +106,7 @@ func createBatch(ctx context.Context, e *env, client *anthropic.Client,
 	}
 
 	// The body is a plain reader, which the SDK cannot rewind, so it sends
-	// the create once and never retries it. A retry after a lost answer
+	// the create once and never retries it. A retry after a lost response
 	// could create the batch twice.
 	var b *anthropic.MessageBatch
 	err = client.Post(ctx, batchesPath, nil, &b,
@@ -179,7 +180,7 @@ func waitEnded(ctx context.Context, client *anthropic.Client, id string,
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("stopped waiting; batch %s goes on running: %w", id,
+			return nil, fmt.Errorf("stopped waiting, but batch %s keeps running: %w", id,
 				context.Cause(ctx))
 		case <-timer.C:
 		}

@@ -53,8 +53,9 @@ func scanInput(f *os.File, name string) (*input, error) {
 }
 
 // detectForm reports whether f is JSONL (true) or a JSON body (false). Both
-// start with "{", so it reads the keys of the first object until one of
-// them tells: "requests" means a body, "custom_id" or "params" a JSONL line.
+// start with "{", so it reads the keys of the first object until it finds
+// "requests", which means a body, or "custom_id" or "params", which mean a
+// JSONL line.
 func detectForm(f *os.File, name string) (bool, error) {
 	br := bufio.NewReaderSize(f, inputBufferSize)
 	first, err := firstNonSpace(br)
@@ -65,8 +66,9 @@ func detectForm(f *os.File, name string) (bool, error) {
 		return false, fmt.Errorf("read %s: %w", name, err)
 	}
 	if first != '{' {
-		return false, fmt.Errorf("%s starts with %q; want JSONL of {\"custom_id\", \"params\"} "+
-			"objects, or a JSON object {\"requests\": [...]}", name, first)
+		return false, fmt.Errorf("%s starts with %q, but the input must be JSONL of "+
+			"{\"custom_id\", \"params\"} objects or a JSON object {\"requests\": [...]}",
+			name, first)
 	}
 
 	dec := json.NewDecoder(br)

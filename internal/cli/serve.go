@@ -22,6 +22,7 @@ import (
 	"github.com/batchd/batchd/internal/clock"
 	"github.com/batchd/batchd/internal/engine"
 	"github.com/batchd/batchd/internal/store"
+	"github.com/batchd/batchd/internal/store/postgres"
 	"github.com/batchd/batchd/internal/store/sqlite"
 )
 
@@ -37,6 +38,7 @@ const (
 	httpShutdownGrace       = 10 * time.Second
 	readHeaderTimeout       = 30 * time.Second
 	apiKeysEnv              = "BATCHD_API_KEYS"
+	databaseURLEnv          = "BATCHD_DATABASE_URL"
 	dataDirEnv              = "BATCHD_DATA_DIR"
 	generatedKeyPrefix      = "sk-batchd-"
 	generatedKeyRandomBytes = 32
@@ -44,12 +46,14 @@ const (
 
 // serveConfig is everything "batchd serve" reads from flags and environment.
 type serveConfig struct {
-	addr      string
-	dataDir   string
-	publicURL string
-	apiKeys   keyFlags
-	logLevel  slog.Level
-	logJSON   bool
+	addr        string
+	configFile  string
+	databaseURL string
+	dataDir     string
+	publicURL   string
+	apiKeys     keyFlags
+	logLevel    slog.Level
+	logJSON     bool
 
 	expiry    time.Duration
 	retention time.Duration
@@ -92,6 +96,15 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 		"`HOST:PORT` to listen on; the default accepts only local connections")
 	fs.StringVar(&cfg.dataDir, "data-dir", defaultDataDir(e),
 		"`DIR` for the database and the generated API key (env "+dataDirEnv+")")
+	fs.StringVar(&cfg.configFile, "config", "",
+		"backend config `FILE` (YAML) that routes models to backends; without it every "+
+			"model goes to the built-in test model")
+	fs.StringVar(&cfg.databaseURL, "database-url", e.getenv(databaseURLEnv),
+		"PostgreSQL `URL` (postgres://...) shared by several batchd nodes; without it "+
+			"batchd uses SQLite in --data-dir (env "+databaseURLEnv+")")
+	fs.StringVar(&cfg.engine.Owner, "node-id", "",
+		"`NAME` of this node in request leases; must differ between nodes sharing a "+
+			"database (default: random)")
 	fs.StringVar(&cfg.publicURL, "public-url", "",
 		"base `URL` clients reach this server at, used in results_url "+
 			"(default: the scheme and host of each request)")
@@ -133,6 +146,9 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 	}
 	if err := cfg.addEnvKeys(e); err != nil {
 		return cfg, err
+	}
+	if err := cfg.testModel.Validate(); err != nil {
+		return cfg, fmt.Errorf("test model flags: %w", err)
 	}
 	if cfg.retention <= cfg.expiry {
 		return cfg, fmt.Errorf("--retention (%s) must be longer than --expiry (%s)",
@@ -184,17 +200,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	unlock, err := lockDataDir(cfg.dataDir)
+	st, closeStore, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer closeStore()
 
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.dataDir, "batchd.db"))
+	model, err := newBackend(cfg, clock.System{}, logger)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
 
 	generatedKey, err := provisionKeys(ctx, st, cfg)
 	if err != nil {
@@ -207,7 +222,35 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	printConnection(e, cfg, listener.Addr(), generatedKey)
 
-	return serve(ctx, cfg, st, testmodel.New(cfg.testModel), listener, logger)
+	return serve(ctx, cfg, st, model, listener, logger)
+}
+
+// openStore opens PostgreSQL when a database URL is set, and otherwise the
+// SQLite file in the data directory, locked against a second process.
+func openStore(ctx context.Context, cfg serveConfig) (store.Store, func(), error) {
+	if cfg.databaseURL != "" {
+		if !strings.HasPrefix(cfg.databaseURL, "postgres://") &&
+			!strings.HasPrefix(cfg.databaseURL, "postgresql://") {
+			return nil, nil, fmt.Errorf("--database-url must start with postgres:// or " +
+				"postgresql://")
+		}
+		st, err := postgres.Open(ctx, cfg.databaseURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, func() { st.Close() }, nil
+	}
+
+	unlock, err := lockDataDir(cfg.dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.dataDir, "batchd.db"))
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); unlock() }, nil
 }
 
 // serve runs the engine and the HTTP server until ctx is done, then stops

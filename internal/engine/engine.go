@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 const (
 	ConcurrencyDefault         = 64
 	ClaimSizeDefault           = 500
-	LeaseDefault               = 5 * time.Minute
+	LeaseDefault               = 30 * time.Second
 	PollIntervalDefault        = 250 * time.Millisecond
 	MaintenanceIntervalDefault = time.Minute
 	RetentionDefault           = 29 * 24 * time.Hour
@@ -46,8 +47,10 @@ type Config struct {
 	// ClaimSize is the maximum number of requests claimed in one store call.
 	ClaimSize int
 
-	// Lease is how long a claim stays valid. A request whose node dies is
-	// taken by another node once its lease has run out.
+	// Lease is how long a claim stays valid without renewal. The engine
+	// renews the leases of its requests every Lease/3, so a request runs as
+	// long as its call takes, and a request whose node dies is taken by
+	// another node between Lease and 4/3 Lease after the death.
 	Lease time.Duration
 
 	// PollInterval is how often the engine looks for work when nothing wakes
@@ -72,7 +75,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	c.Owner = cmp.Or(c.Owner, batch.NewRequestID())
+	c.Owner = cmp.Or(c.Owner, "node_"+strings.TrimPrefix(batch.NewRequestID(), "req_"))
 	c.Concurrency = cmp.Or(c.Concurrency, ConcurrencyDefault)
 	c.ClaimSize = cmp.Or(c.ClaimSize, ClaimSizeDefault)
 	c.Lease = cmp.Or(c.Lease, LeaseDefault)
@@ -162,12 +165,21 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.flushLoop(context.WithoutCancel(ctx), results)
 	}()
 
+	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		e.renewLoop(renewCtx)
+	}()
+
 	e.dispatchLoop(ctx, work)
 
 	close(work)
 	e.waitWorkers(ctx, &workers, cancelCalls)
 	close(results)
 	<-flushed
+	stopRenewing()
+	<-renewed
 
 	e.logger.InfoContext(ctx, "engine stopped", "owner", e.cfg.Owner)
 	return nil
@@ -194,5 +206,26 @@ func (e *Engine) waitWorkers(ctx context.Context, workers *sync.WaitGroup,
 			"grace", e.cfg.ShutdownGrace)
 		cancelCalls(errStopped)
 		<-done
+	}
+}
+
+// renewLoop extends this node's leases every Lease/3 until ctx is done.
+func (e *Engine) renewLoop(ctx context.Context) {
+	tick := time.NewTicker(e.cfg.Lease / 3)
+	defer tick.Stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+
+		_, err := e.store.RequestExtendLeases(ctx, store.RequestExtendLeasesParams{
+			Owner: e.cfg.Owner, LeaseUntil: e.clock.Now().Add(e.cfg.Lease),
+		})
+		if err != nil && ctx.Err() == nil {
+			e.logger.WarnContext(ctx, "renewing leases failed", "err", err)
+		}
 	}
 }

@@ -332,3 +332,50 @@ func TestEngineCancelStopsQueued(t *testing.T) {
 		t.Errorf("counts %+v do not add up to 200", counts)
 	}
 }
+
+// TestEngineRenewsLeases runs calls that take longer than the lease on two
+// engines sharing a store: renewals keep either from taking over the other's
+// requests, so each request is sent exactly once.
+func TestEngineRenewsLeases(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	defer st.Close()
+	clk := clock.System{}
+	b := createBatch(t, st, clk, 8)
+
+	var (
+		mu    sync.Mutex
+		sends = map[string]int{}
+	)
+	slow := funcBackend(func(ctx context.Context, req backend.Request) (backend.Response, error) {
+		mu.Lock()
+		sends[req.CustomID]++
+		mu.Unlock()
+		select {
+		case <-time.After(600 * time.Millisecond):
+		case <-ctx.Done():
+			return backend.Response{}, ctx.Err()
+		}
+		return backend.Response{Message: json.RawMessage(message)}, nil
+	})
+	cfg := engine.Config{Concurrency: 4, Lease: 150 * time.Millisecond,
+		PollInterval: 10 * time.Millisecond}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := engine.New(cfg, st, slow, clk, discard)
+	go func() { _ = first.Run(ctx) }()
+	second := engine.New(cfg, st, slow, clk, discard)
+	runUntilEnded(t, st, second, b.ID, 20*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sends) != 8 {
+		t.Errorf("%d requests sent, want 8", len(sends))
+	}
+	for id, n := range sends {
+		if n != 1 {
+			t.Errorf("%s sent %d times, want 1", id, n)
+		}
+	}
+}

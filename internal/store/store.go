@@ -90,6 +90,12 @@ type Store interface {
 	// recorded.
 	RequestFinish(ctx context.Context, params RequestFinishParams) (int, error)
 
+	// RequestExtendLeases moves the lease end of every request that
+	// params.Owner holds to params.LeaseUntil, so that calls running longer
+	// than one lease are not taken over by another node. It returns how many
+	// leases it extended.
+	RequestExtendLeases(ctx context.Context, params RequestExtendLeasesParams) (int, error)
+
 	// RequestEndUnclaimed gives every request of a batch that no live lease
 	// holds the outcome params.Outcome (canceled or expired). Requests whose
 	// lease ended before params.Now count as unclaimed. It returns how many
@@ -126,6 +132,14 @@ type BatchCreateParams struct {
 	// Requests yields the batch's requests in order. It must yield at least
 	// one request and stop at the first error.
 	Requests iter.Seq2[batch.NewRequest, error]
+
+	// WorkspaceID and IdempotencyKey make the create idempotent when the key
+	// is not empty: if the workspace has a batch created with the same key,
+	// BatchCreate returns that batch and stores nothing. Concurrent creates
+	// with one key store one batch, and all of them return it. A key lasts as
+	// long as its batch.
+	WorkspaceID    string
+	IdempotencyKey string
 
 	// NewBatch returns the batch row to store once every request is written,
 	// given their number. It sets the id, workspace and times. The store calls
@@ -197,6 +211,12 @@ type RequestClaimParams struct {
 type RequestFinishParams struct {
 	Owner   string
 	Results []batch.Result
+}
+
+// RequestExtendLeasesParams are the arguments of [Store.RequestExtendLeases].
+type RequestExtendLeasesParams struct {
+	Owner      string
+	LeaseUntil time.Time
 }
 
 // RequestEndUnclaimedParams are the arguments of [Store.RequestEndUnclaimed].

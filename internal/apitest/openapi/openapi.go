@@ -331,14 +331,8 @@ func (s *spec) check(schema *base.Schema, label string, body []byte) error {
 func schemaError(label string, results []*liberrors.ValidationError) error {
 	var errs []error
 	for _, result := range results {
-		for _, failure := range result.SchemaValidationErrors {
-			// Every failure points at the same root of the error tree.
-			if failure.OriginalJsonSchemaError != nil {
-				return &SchemaError{
-					Schema:     label,
-					Violations: collectViolations(failure.OriginalJsonSchemaError),
-				}
-			}
+		if violations, ok := resultViolations(result); ok {
+			return &SchemaError{Schema: label, Violations: violations}
 		}
 		errs = append(errs, fmt.Errorf("schema %s: %s: %s", label, result.Message, result.Reason))
 	}
@@ -347,4 +341,16 @@ func schemaError(label string, results []*liberrors.ValidationError) error {
 		return fmt.Errorf("schema %s: validation failed without a reason", label)
 	}
 	return errors.Join(errs...)
+}
+
+// resultViolations returns the violations of a failed schema validation, or
+// false if result does not come from one.
+func resultViolations(result *liberrors.ValidationError) ([]Violation, bool) {
+	for _, failure := range result.SchemaValidationErrors {
+		// Every failure points at the same root of the error tree.
+		if failure.OriginalJsonSchemaError != nil {
+			return collectViolations(failure.OriginalJsonSchemaError), true
+		}
+	}
+	return nil, false
 }

@@ -44,7 +44,7 @@ func (v *Validator) Request(req *http.Request) error {
 		return err
 	}
 
-	restore, err := bufferBody(&req.Body)
+	_, restore, err := bufferBody(&req.Body)
 	if err != nil {
 		return fmt.Errorf("read request body: %w", err)
 	}
@@ -73,7 +73,7 @@ func (v *Validator) Response(req *http.Request, resp *http.Response) error {
 		return err
 	}
 
-	restore, err := bufferBody(&resp.Body)
+	body, restore, err := bufferBody(&resp.Body)
 	if err != nil {
 		return fmt.Errorf("read response body: %w", err)
 	}
@@ -82,7 +82,17 @@ func (v *Validator) Response(req *http.Request, resp *http.Response) error {
 	label := fmt.Sprintf("response %d to %s %s", resp.StatusCode, req.Method, op.key)
 	declared := declaredResponse(op, req.Method, resp)
 	if declared != nil && declared.mediaType == jsonlMediaType {
-		return v.checkJSONL(label, declared, resp)
+		return v.checkJSONL(label, declared, body)
+	}
+
+	// The validator skips an empty body and a JSON null and reports success.
+	if declared != nil && len(bytes.TrimSpace(body)) == 0 {
+		return fmt.Errorf("%s does not match the document: body is empty, want %s",
+			label, declared.schemaName)
+	}
+	if declared != nil && string(bytes.TrimSpace(body)) == "null" {
+		return fmt.Errorf("%s does not match the document: body is JSON null, want %s",
+			label, declared.schemaName)
 	}
 
 	v.spec.mu.Lock()
@@ -224,12 +234,7 @@ func schemaName(content *v3.MediaType, fallback string) string {
 
 // checkJSONL checks a results file line by line against the schema declared
 // for it.
-func (v *Validator) checkJSONL(label string, declared *responseDeclaration, resp *http.Response) error {
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("read response body: %w", err)
-	}
-
+func (v *Validator) checkJSONL(label string, declared *responseDeclaration, body []byte) error {
 	v.spec.mu.Lock()
 	schema, err := declared.content.Schema.BuildSchema()
 	v.spec.mu.Unlock()
@@ -252,7 +257,8 @@ func (v *Validator) checkJSONL(label string, declared *responseDeclaration, resp
 func operationError(label, bodySchema string, results []*liberrors.ValidationError) error {
 	errs := make([]error, 0, len(results))
 	for _, result := range results {
-		if len(result.SchemaValidationErrors) == 0 {
+		violations, ok := resultViolations(result)
+		if !ok {
 			errs = append(errs, fmt.Errorf("%s: %s", result.Message, result.Reason))
 			continue
 		}
@@ -261,8 +267,8 @@ func operationError(label, bodySchema string, results []*liberrors.ValidationErr
 		if result.ParameterName != "" {
 			schema = "parameter " + result.ParameterName
 		}
-		single := []*liberrors.ValidationError{result}
-		errs = append(errs, fmt.Errorf("%s: %w", result.Message, schemaError(schema, single)))
+		schemaErr := &SchemaError{Schema: schema, Violations: violations}
+		errs = append(errs, fmt.Errorf("%s: %w", result.Message, schemaErr))
 	}
 	return fmt.Errorf("%s does not match the document:\n%w", label, errors.Join(errs...))
 }
@@ -270,9 +276,9 @@ func operationError(label, bodySchema string, results []*liberrors.ValidationErr
 // bufferBody reads *body to the end and puts a reader over the same bytes in
 // its place. The returned restore func does that again, for after a
 // validator has read the body. A nil body and http.NoBody are left alone.
-func bufferBody(body *io.ReadCloser) (func(), error) {
+func bufferBody(body *io.ReadCloser) ([]byte, func(), error) {
 	if *body == nil || *body == http.NoBody {
-		return func() {}, nil
+		return nil, func() {}, nil
 	}
 
 	data, err := io.ReadAll(*body)
@@ -280,7 +286,7 @@ func bufferBody(body *io.ReadCloser) (func(), error) {
 	restore := func() { *body = io.NopCloser(bytes.NewReader(data)) }
 	restore()
 	if err != nil {
-		return restore, err
+		return nil, restore, err
 	}
-	return restore, closeErr
+	return data, restore, closeErr
 }

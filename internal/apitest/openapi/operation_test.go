@@ -159,6 +159,30 @@ func TestResponseInvalid(t *testing.T) {
 			fragment: "application/json",
 		},
 		{
+			name:   "empty batch",
+			method: "GET", url: batchURL, status: 200, contentType: "application/json",
+			body:     "",
+			fragment: "body is empty, want MessageBatch",
+		},
+		{
+			name:   "null batch",
+			method: "GET", url: batchURL, status: 200, contentType: "application/json",
+			body:     " null\n",
+			fragment: "body is JSON null, want MessageBatch",
+		},
+		{
+			name:   "truncated batch",
+			method: "GET", url: batchURL, status: 200, contentType: "application/json",
+			body:     batchEnded[:40],
+			fragment: "cannot be decoded",
+		},
+		{
+			name:   "missing Content-Type",
+			method: "GET", url: batchURL, status: 200, contentType: "",
+			body:     batchEnded,
+			fragment: "content type ''",
+		},
+		{
 			name:   "unknown path",
 			method: "GET", url: "http://127.0.0.1/v1/message_batches", status: 200, contentType: "application/json",
 			body:     batchEnded,
@@ -264,6 +288,11 @@ func TestRequest(t *testing.T) {
 			fragment: "missing property 'requests'",
 		},
 		{
+			name:   "create without body",
+			method: "POST", url: "http://127.0.0.1/v1/messages/batches",
+			fragment: "content type ''",
+		},
+		{
 			name:   "create with empty requests",
 			method: "POST", url: "http://127.0.0.1/v1/messages/batches",
 			body:     `{"requests":[]}`,
@@ -274,6 +303,23 @@ func TestRequest(t *testing.T) {
 			method: "POST", url: "http://127.0.0.1/v1/messages/batches",
 			body:     strings.Replace(create, "my-first-request", "my first request", 1),
 			fragment: "$.requests[0].custom_id",
+		},
+		{
+			name:   "create with blank body",
+			method: "POST", url: "http://127.0.0.1/v1/messages/batches",
+			body:     " ",
+			fragment: "$: got null, want object",
+		},
+		{
+			name:   "create with null body",
+			method: "POST", url: "http://127.0.0.1/v1/messages/batches",
+			body:     "null",
+			fragment: "$: got null, want object",
+		},
+		{
+			name:   "list limit not a number",
+			method: "GET", url: "http://127.0.0.1/v1/messages/batches?limit=ten",
+			fragment: "not a valid integer",
 		},
 		{
 			name:   "list limit zero",

@@ -30,6 +30,13 @@ var errStagingGone = errors.New("the staged batch was deleted as abandoned " +
 // registered in batch_staging. No reader finds them until the final
 // transaction inserts the batch row and deletes the staging row.
 func (s *Store) BatchCreate(ctx context.Context, params store.BatchCreateParams) (batch.Batch, error) {
+	if params.IdempotencyKey != "" {
+		b, found, err := findByIdempotencyKey(ctx, s.pool, params.WorkspaceID, params.IdempotencyKey)
+		if err != nil || found {
+			return b, err
+		}
+	}
+
 	var seq int64
 	err := s.pool.QueryRow(ctx, `INSERT INTO batch_staging (seq)
 		VALUES (nextval('batch_seq')) RETURNING seq`).Scan(&seq)
@@ -38,6 +45,14 @@ func (s *Store) BatchCreate(ctx context.Context, params store.BatchCreateParams)
 	}
 
 	b, err := s.writeCreate(ctx, seq, params)
+	if errors.Is(err, errReplayed) {
+		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := s.abortCreate(cleanupCtx, seq); err != nil {
+			return batch.Batch{}, err
+		}
+		return b, nil
+	}
 	if err != nil {
 		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
@@ -85,7 +100,24 @@ func (s *Store) writeCreate(ctx context.Context, seq int64,
 			batch.ErrInvalidRequest)
 	}
 
-	return s.publish(ctx, seq, count, params.NewBatch)
+	return s.publish(ctx, seq, count, params)
+}
+
+// errReplayed tells BatchCreate that publish found an earlier batch with the
+// same idempotency key, so the staged rows must go.
+var errReplayed = errors.New("replayed")
+
+func findByIdempotencyKey(ctx context.Context, q querier, workspaceID, key string) (batch.Batch, bool, error) {
+	row := q.QueryRow(ctx, `SELECT `+batchColumns+` FROM batches
+		WHERE workspace_id = $1 AND idempotency_key = $2`, workspaceID, key)
+	b, _, err := scanBatch(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return batch.Batch{}, false, nil
+	}
+	if err != nil {
+		return batch.Batch{}, false, fmt.Errorf("find batch by idempotency key: %w", err)
+	}
+	return b, true, nil
 }
 
 // insertRequests copies one chunk of requests in a transaction that first
@@ -141,9 +173,14 @@ func (r *requestSource) Err() error {
 // publish inserts the batch row, which makes the batch visible. NewBatch runs
 // under a transaction-level advisory lock that is held until commit, so a
 // batch whose id is made later also becomes visible later, on every node.
+// The same lock makes the idempotency key check and the insert one step: an
+// earlier batch with the key is returned with errReplayed.
 func (s *Store) publish(ctx context.Context, seq, count int64,
-	newBatch func(int64) batch.Batch) (batch.Batch, error) {
-	var b batch.Batch
+	params store.BatchCreateParams) (batch.Batch, error) {
+	var (
+		b        batch.Batch
+		replayed bool
+	)
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))`,
 			lockPublish)
@@ -159,16 +196,31 @@ func (s *Store) publish(ctx context.Context, seq, count int64,
 			return errStagingGone
 		}
 
-		b = newBatch(count)
+		var key *string
+		if params.IdempotencyKey != "" {
+			earlier, found, err := findByIdempotencyKey(ctx, tx, params.WorkspaceID,
+				params.IdempotencyKey)
+			if err != nil {
+				return err
+			}
+			if found {
+				b, replayed = earlier, true
+				return nil
+			}
+			key = &params.IdempotencyKey
+		}
+
+		b = params.NewBatch(count)
 		b.RequestCount = count
 		betas := b.Betas
 		if betas == nil {
 			betas = []string{}
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO batches (seq, id, workspace_id, status,
-			request_count, created_at, expires_at, betas)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			seq, b.ID, b.WorkspaceID, string(b.Status), count, b.CreatedAt, b.ExpiresAt, betas)
+			request_count, created_at, expires_at, betas, idempotency_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			seq, b.ID, b.WorkspaceID, string(b.Status), count, b.CreatedAt, b.ExpiresAt, betas,
+			key)
 		if err != nil {
 			return fmt.Errorf("insert batch %s: %w", b.ID, err)
 		}
@@ -176,6 +228,9 @@ func (s *Store) publish(ctx context.Context, seq, count int64,
 	})
 	if err != nil {
 		return batch.Batch{}, fmt.Errorf("publish batch: %w", err)
+	}
+	if replayed {
+		return b, errReplayed
 	}
 	return b, nil
 }

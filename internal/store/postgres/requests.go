@@ -155,6 +155,17 @@ WHERE batch_seq = $1 AND request_index IN (
 		FOR UPDATE)
 	AND state < 2 AND (state = 0 OR lease_until < $3)`
 
+// RequestExtendLeases implements [store.Store].
+func (s *Store) RequestExtendLeases(ctx context.Context,
+	params store.RequestExtendLeasesParams) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE requests SET lease_until = $1
+		WHERE state = 1 AND owner = $2`, params.LeaseUntil, params.Owner)
+	if err != nil {
+		return 0, fmt.Errorf("extend leases: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // RequestEndUnclaimed implements [store.Store]. It locks the batch row
 // first, so calls for one batch from several nodes run one after the other
 // and their counts add up to the number of requests changed.

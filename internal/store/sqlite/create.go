@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -20,12 +21,25 @@ const cleanupTimeout = time.Minute
 // looks at. The final transaction inserts the batch row, which is what makes
 // the batch visible, and deletes the staging row.
 func (s *Store) BatchCreate(ctx context.Context, params store.BatchCreateParams) (batch.Batch, error) {
+	if params.IdempotencyKey != "" {
+		b, found, err := findByIdempotencyKey(ctx, s.read, params.WorkspaceID, params.IdempotencyKey)
+		if err != nil || found {
+			return b, err
+		}
+	}
+
 	seq, err := s.beginCreate(ctx)
 	if err != nil {
 		return batch.Batch{}, err
 	}
 
 	b, err := s.writeCreate(ctx, seq, params)
+	if errors.Is(err, errReplayed) {
+		if err := s.abortCreate(context.WithoutCancel(ctx), seq); err != nil {
+			return batch.Batch{}, err
+		}
+		return b, nil
+	}
 	if err != nil {
 		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
@@ -78,7 +92,24 @@ func (s *Store) writeCreate(ctx context.Context, seq int64, params store.BatchCr
 			batch.ErrInvalidRequest)
 	}
 
-	return s.publish(ctx, seq, count, params.NewBatch)
+	return s.publish(ctx, seq, count, params)
+}
+
+// errReplayed tells BatchCreate that publish found an earlier batch with the
+// same idempotency key, so the staged rows must go.
+var errReplayed = errors.New("replayed")
+
+func findByIdempotencyKey(ctx context.Context, q querier, workspaceID, key string) (batch.Batch, bool, error) {
+	row := q.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batches
+		WHERE workspace_id = ? AND idempotency_key = ?`, workspaceID, key)
+	b, _, err := scanBatch(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return batch.Batch{}, false, nil
+	}
+	if err != nil {
+		return batch.Batch{}, false, fmt.Errorf("find batch by idempotency key: %w", err)
+	}
+	return b, true, nil
 }
 
 func (s *Store) insertRequests(ctx context.Context, firstRID int64, reqs []batch.NewRequest) error {
@@ -104,21 +135,36 @@ func (s *Store) insertRequests(ctx context.Context, firstRID int64, reqs []batch
 }
 
 // publish inserts the batch row. NewBatch runs inside the write transaction,
-// which SQLite serializes, so batch ids grow in the order batches appear.
+// which SQLite serializes, so batch ids grow in the order batches appear, and
+// an idempotency key checked here cannot be taken by another create before
+// the commit. An earlier batch with the key is returned with errReplayed.
 func (s *Store) publish(ctx context.Context, seq, count int64,
-	newBatch func(int64) batch.Batch) (batch.Batch, error) {
+	params store.BatchCreateParams) (batch.Batch, error) {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return batch.Batch{}, fmt.Errorf("publish batch: %w", err)
 	}
 	defer tx.Rollback()
 
-	b := newBatch(count)
+	var key sql.NullString
+	if params.IdempotencyKey != "" {
+		earlier, found, err := findByIdempotencyKey(ctx, tx, params.WorkspaceID, params.IdempotencyKey)
+		if err != nil {
+			return batch.Batch{}, err
+		}
+		if found {
+			return earlier, errReplayed
+		}
+		key = sql.NullString{String: params.IdempotencyKey, Valid: true}
+	}
+
+	b := params.NewBatch(count)
 	b.RequestCount = count
 	_, err = tx.ExecContext(ctx, `INSERT INTO batches (seq, id, workspace_id, status,
-		request_count, created_at, expires_at, betas) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		request_count, created_at, expires_at, betas, idempotency_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		seq, b.ID, b.WorkspaceID, string(b.Status), count,
-		micros(b.CreatedAt), micros(b.ExpiresAt), strings.Join(b.Betas, ","))
+		micros(b.CreatedAt), micros(b.ExpiresAt), strings.Join(b.Betas, ","), key)
 	if err != nil {
 		return batch.Batch{}, fmt.Errorf("publish batch %s: %w", b.ID, err)
 	}

@@ -108,6 +108,17 @@ func (s *Store) RequestFinish(ctx context.Context, params store.RequestFinishPar
 	return recorded, nil
 }
 
+// RequestExtendLeases implements [store.Store].
+func (s *Store) RequestExtendLeases(ctx context.Context, params store.RequestExtendLeasesParams) (int, error) {
+	out, err := s.write.ExecContext(ctx, `UPDATE requests SET lease_until = ?
+		WHERE state = 1 AND state < 2 AND owner = ?`, micros(params.LeaseUntil), params.Owner)
+	if err != nil {
+		return 0, fmt.Errorf("extend leases: %w", err)
+	}
+	n, err := out.RowsAffected()
+	return int(n), err
+}
+
 // RequestEndUnclaimed implements [store.Store].
 func (s *Store) RequestEndUnclaimed(ctx context.Context, params store.RequestEndUnclaimedParams) (int, error) {
 	changed := 0

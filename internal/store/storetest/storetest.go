@@ -42,6 +42,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ResultsOrderAndState", testResultsOrderAndState},
 		{"ArchiveRemovesResults", testArchiveRemovesResults},
 		{"ConcurrentClaimsDisjoint", testConcurrentClaimsDisjoint},
+		{"IdempotentCreate", testIdempotentCreate},
+		{"ExtendLeases", testExtendLeases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -760,5 +762,96 @@ func testConcurrentClaimsDisjoint(t *testing.T, s store.Store) {
 		if n != 1 {
 			t.Errorf("request %d claimed %d times", index, n)
 		}
+	}
+}
+
+func testIdempotentCreate(t *testing.T, s store.Store) {
+	f := newFixture(t, s)
+	ctx := context.Background()
+	create := func(workspace, key string) (batch.Batch, error) {
+		return s.BatchCreate(ctx, store.BatchCreateParams{
+			Requests: requestsOf(3), NewBatch: f.newBatch(workspace),
+			WorkspaceID: workspace, IdempotencyKey: key,
+		})
+	}
+
+	// Concurrent creates with one key store one batch and all return it.
+	const callers = 8
+	ids := make(chan string, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := create("w", "key-1")
+			if err != nil {
+				t.Errorf("BatchCreate: %v", err)
+				return
+			}
+			ids <- b.ID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+
+	first := ""
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		if id != first {
+			t.Errorf("creates with one key returned %s and %s", first, id)
+		}
+	}
+
+	page, err := s.BatchList(ctx, store.BatchListParams{WorkspaceID: "w", Limit: 100})
+	if err != nil {
+		t.Fatalf("BatchList: %v", err)
+	}
+	if len(page.Batches) != 1 {
+		t.Errorf("%d batches stored for one key, want 1", len(page.Batches))
+	}
+	if reqs := f.claim(first, "o", 100, epoch); len(reqs) != 3 {
+		t.Errorf("the batch has %d requests, want 3", len(reqs))
+	}
+
+	// Another key, another workspace or no key each make a new batch.
+	for _, c := range []struct{ workspace, key string }{{"w", "key-2"}, {"v", "key-1"}, {"w", ""}, {"w", ""}} {
+		b, err := create(c.workspace, c.key)
+		if err != nil {
+			t.Fatalf("BatchCreate: %v", err)
+		}
+		if b.ID == first {
+			t.Errorf("workspace %q key %q returned the batch of key-1", c.workspace, c.key)
+		}
+	}
+}
+
+func testExtendLeases(t *testing.T, s store.Store) {
+	f := newFixture(t, s)
+	ctx := context.Background()
+	b := f.create("w", 3)
+
+	mine := f.claim(b.ID, "a", 2, epoch) // leases end at epoch + 1m
+	f.claim(b.ID, "other", 1, epoch)
+
+	n, err := s.RequestExtendLeases(ctx, store.RequestExtendLeasesParams{
+		Owner: "a", LeaseUntil: epoch.Add(10 * time.Minute),
+	})
+	if err != nil {
+		t.Fatalf("RequestExtendLeases: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("extended %d leases, want 2", n)
+	}
+
+	// Five minutes on, only the other owner's request can be taken over.
+	later := epoch.Add(5 * time.Minute)
+	taken := f.claim(b.ID, "thief", 10, later)
+	if len(taken) != 1 {
+		t.Fatalf("took over %d requests, want 1", len(taken))
+	}
+	if got := f.finish("a", mine, batch.OutcomeSucceeded); got != 2 {
+		t.Errorf("owner of extended leases recorded %d, want 2", got)
 	}
 }

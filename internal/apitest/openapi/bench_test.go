@@ -1,0 +1,76 @@
+package openapi
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+// BenchmarkLoad measures what the first Load of a process costs: reading,
+// decompressing and parsing the document and building its model.
+func BenchmarkLoad(b *testing.B) {
+	for b.Loop() {
+		if _, err := loadSpec(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoadAndFirstResponse adds the first Response call to a fresh
+// load, which renders the document's schemas for the HTTP validator.
+func BenchmarkLoadAndFirstResponse(b *testing.B) {
+	for b.Loop() {
+		s, err := loadSpec()
+		if err != nil {
+			b.Fatal(err)
+		}
+		v := &Validator{spec: s}
+		req := httptest.NewRequest("GET", batchURL, nil)
+		if err := v.Response(req, recorded(200, "application/json", batchEnded)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBatch(b *testing.B) {
+	v := Load(b)
+	body := []byte(batchEnded)
+
+	for b.Loop() {
+		if err := v.Batch(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBatchInvalid(b *testing.B) {
+	v := Load(b)
+	body := []byte(`{"id":"msgbatch_1","type":"message_batch","processing_status":"done"}`)
+
+	for b.Loop() {
+		if err := v.Batch(body); err == nil {
+			b.Fatal("got no error for an invalid batch")
+		}
+	}
+}
+
+func BenchmarkResultLineSucceeded(b *testing.B) {
+	v := Load(b)
+	line := compact(&testing.T{}, lineSucceeded)
+
+	for b.Loop() {
+		if err := v.ResultLine(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkResponse(b *testing.B) {
+	v := Load(b)
+
+	for b.Loop() {
+		req := httptest.NewRequest("GET", batchURL, nil)
+		if err := v.Response(req, recorded(200, "application/json", batchEnded)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
