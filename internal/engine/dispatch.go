@@ -10,7 +10,7 @@ import (
 
 // dispatchLoop claims work until ctx is done. Each round walks the active
 // batches, oldest first, and fills the work queue up to its limit.
-func (e *Engine) dispatchLoop(ctx context.Context, work chan<- batch.Request) {
+func (e *Engine) dispatchLoop(ctx context.Context, work *queue) {
 	poll := time.NewTicker(e.cfg.PollInterval)
 	defer poll.Stop()
 	maintain := time.NewTicker(e.cfg.MaintenanceInterval)
@@ -36,7 +36,7 @@ func (e *Engine) dispatchLoop(ctx context.Context, work chan<- batch.Request) {
 
 // dispatchOnce runs one round over the active batches: it applies cancel and
 // expiry, claims requests into the queue, and ends batches that are done.
-func (e *Engine) dispatchOnce(ctx context.Context, work chan<- batch.Request) error {
+func (e *Engine) dispatchOnce(ctx context.Context, work *queue) error {
 	active, err := e.store.BatchListActive(ctx)
 	if err != nil {
 		return err
@@ -51,7 +51,7 @@ func (e *Engine) dispatchOnce(ctx context.Context, work chan<- batch.Request) er
 }
 
 // advance moves one batch forward as far as it can go in this round.
-func (e *Engine) advance(ctx context.Context, b batch.Batch, work chan<- batch.Request) error {
+func (e *Engine) advance(ctx context.Context, b batch.Batch, work *queue) error {
 	now := e.clock.Now()
 
 	stop, stopping := stopOutcome(b, now)
@@ -72,7 +72,9 @@ func (e *Engine) advance(ctx context.Context, b batch.Batch, work chan<- batch.R
 	}
 	for _, req := range claimed {
 		req.Betas = b.Betas
-		work <- req // never blocks: claims stay within the free queue space
+		if j, now := e.groups.admit(req); now {
+			e.enqueue(work, j)
+		}
 	}
 	if len(claimed) == 0 {
 		return e.tryEnd(ctx, b.ID)
@@ -146,6 +148,7 @@ func (e *Engine) tryEnd(ctx context.Context, batchID string) error {
 		delete(e.stopping, batchID)
 		delete(e.inFlight, batchID)
 		e.mu.Unlock()
+		e.groups.forget(batchID)
 		e.logger.InfoContext(ctx, "batch ended", "batch_id", batchID)
 	}
 	return nil
@@ -169,17 +172,29 @@ func (e *Engine) Maintain(ctx context.Context) error {
 // has its result written. Tests use it to drive the engine step by step
 // under a fake clock; it must not be called while Run is running.
 func (e *Engine) RunOnce(ctx context.Context) error {
-	work := make(chan batch.Request, e.queueLimit())
+	work := newQueue(e.queueLimit())
 	results := make(chan batch.Result, e.cfg.FlushSize)
 	if err := e.dispatchOnce(ctx, work); err != nil {
 		return err
 	}
-	close(work)
 
+	flushed := make(chan struct{})
 	go func() {
-		e.work(ctx, ctx, work, results)
-		close(results)
+		defer close(flushed)
+		e.flushLoop(ctx, results)
 	}()
-	e.flushLoop(ctx, results)
+
+	// One worker, in this goroutine: requests held back behind the first of
+	// their prompt-prefix group are queued by the time it has finished.
+	for drained := false; !drained; {
+		select {
+		case j := <-work.ch:
+			e.runJob(ctx, ctx, work, j, results)
+		default:
+			drained = true
+		}
+	}
+	close(results)
+	<-flushed
 	return nil
 }

@@ -107,6 +107,8 @@ type Engine struct {
 	// queued requests of theirs are not sent.
 	stopping map[string]batch.Outcome
 	queued   int
+
+	groups *prefixGroups
 }
 
 // New returns an engine that reads and writes st and sends requests to b.
@@ -120,6 +122,7 @@ func New(cfg Config, st store.Store, b backend.Backend, clk clock.Clock, logger 
 		wake:     make(chan struct{}, 1),
 		inFlight: map[string]int{},
 		stopping: map[string]batch.Outcome{},
+		groups:   newPrefixGroups(),
 	}
 }
 
@@ -147,7 +150,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	callCtx, cancelCalls := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelCalls(errStopped)
 
-	work := make(chan batch.Request, e.queueLimit())
+	work := newQueue(e.queueLimit())
 	results := make(chan batch.Result, e.cfg.FlushSize)
 
 	var workers sync.WaitGroup
@@ -174,7 +177,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	e.dispatchLoop(ctx, work)
 
-	close(work)
+	work.close()
 	e.waitWorkers(ctx, &workers, cancelCalls)
 	close(results)
 	<-flushed

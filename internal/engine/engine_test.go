@@ -379,3 +379,80 @@ func TestEngineRenewsLeases(t *testing.T) {
 		}
 	}
 }
+
+// TestEnginePromptPrefixFirst checks that of the requests sharing a system
+// prompt, the first is answered before any other is sent.
+func TestEnginePromptPrefixFirst(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	defer st.Close()
+	clk := clock.System{}
+
+	const groups, perGroup = 3, 10
+	b, err := st.BatchCreate(context.Background(), store.BatchCreateParams{
+		Requests: func(yield func(batch.NewRequest, error) bool) {
+			for i := range groups * perGroup {
+				params := fmt.Sprintf(`{"model":"m","max_tokens":10,"system":"prompt %d",`+
+					`"messages":[{"role":"user","content":"n%d"}]}`, i%groups, i)
+				if !yield(batch.NewRequest{CustomID: fmt.Sprintf("c%d", i),
+					Params: json.RawMessage(params)}, nil) {
+					return
+				}
+			}
+		},
+		NewBatch: func(int64) batch.Batch {
+			now := clk.Now()
+			return batch.Batch{ID: batch.NewBatchID(now), WorkspaceID: "w",
+				Status: batch.StatusInProgress, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		},
+	})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+
+	type span struct{ start, end time.Time }
+	var (
+		mu    sync.Mutex
+		calls = map[string][]span{} // by system prompt
+	)
+	model := funcBackend(func(ctx context.Context, req backend.Request) (backend.Response, error) {
+		var head struct {
+			System string `json:"system"`
+		}
+		_ = json.Unmarshal(req.Params, &head)
+		start := time.Now()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		calls[head.System] = append(calls[head.System], span{start, time.Now()})
+		mu.Unlock()
+		return backend.Response{Message: json.RawMessage(message)}, nil
+	})
+	eng := engine.New(engine.Config{Concurrency: 32}, st, model, clk, discard)
+	runUntilEnded(t, st, eng, b.ID, 20*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != groups {
+		t.Fatalf("%d system prompts seen, want %d", len(calls), groups)
+	}
+	for system, spans := range calls {
+		if len(spans) != perGroup {
+			t.Errorf("%s: %d calls, want %d", system, len(spans), perGroup)
+		}
+		first := spans[0]
+		for _, s := range spans {
+			if s.start.Before(first.start) {
+				first = s
+			}
+		}
+		overlapping := 0
+		for _, s := range spans {
+			if s != first && s.start.Before(first.end) {
+				overlapping++
+			}
+		}
+		if overlapping > 0 {
+			t.Errorf("%s: %d calls started before the first one ended", system, overlapping)
+		}
+	}
+}

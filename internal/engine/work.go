@@ -14,29 +14,52 @@ import (
 // work sends queued requests to the backend until the queue is closed. Once
 // runCtx is done it starts no new call: requests still queued keep their
 // claim and run again after the lease ends or the node restarts.
-func (e *Engine) work(runCtx, callCtx context.Context, work <-chan batch.Request,
+func (e *Engine) work(runCtx, callCtx context.Context, work *queue, results chan<- batch.Result) {
+	for j := range work.ch {
+		e.runJob(runCtx, callCtx, work, j, results)
+	}
+}
+
+// runJob produces the result of one queued request, then releases the
+// requests that waited for it as the first of their prompt-prefix group.
+func (e *Engine) runJob(runCtx, callCtx context.Context, work *queue, j job,
 	results chan<- batch.Result) {
-	for req := range work {
+	req := j.req
+	e.mu.Lock()
+	e.queued--
+	stop, stopping := e.stopping[req.BatchID]
+	e.mu.Unlock()
+
+	switch {
+	case runCtx.Err() != nil:
+		e.release(req.BatchID, 1)
+	case stopping:
+		results <- batch.Result{BatchID: req.BatchID, Index: req.Index, Fence: req.Fence,
+			Outcome: stop}
+	default:
+		results <- e.execute(callCtx, req, j.model)
+	}
+
+	if j.group != "" {
+		for _, follower := range e.groups.release(req.BatchID, j.group) {
+			e.enqueue(work, follower)
+		}
+	}
+}
+
+// enqueue queues j, or forgets it when the queue has closed: its claim stays
+// in the store until its lease ends or the node restarts.
+func (e *Engine) enqueue(work *queue, j job) {
+	if !work.push(j) {
 		e.mu.Lock()
 		e.queued--
-		stop, stopping := e.stopping[req.BatchID]
 		e.mu.Unlock()
-
-		if runCtx.Err() != nil {
-			e.release(req.BatchID, 1)
-			continue
-		}
-		if stopping {
-			results <- batch.Result{BatchID: req.BatchID, Index: req.Index, Fence: req.Fence,
-				Outcome: stop}
-			continue
-		}
-		results <- e.execute(callCtx, req)
+		e.release(j.req.BatchID, 1)
 	}
 }
 
 // execute validates one request and sends it to the backend.
-func (e *Engine) execute(ctx context.Context, req batch.Request) batch.Result {
+func (e *Engine) execute(ctx context.Context, req batch.Request, model string) batch.Result {
 	result := batch.Result{BatchID: req.BatchID, Index: req.Index, Fence: req.Fence}
 
 	if err := messages.Validate(req.Params); err != nil {
@@ -47,7 +70,7 @@ func (e *Engine) execute(ctx context.Context, req batch.Request) batch.Result {
 		BatchID:  req.BatchID,
 		CustomID: req.CustomID,
 		Params:   req.Params,
-		Model:    modelOf(req.Params),
+		Model:    model,
 		Betas:    req.Betas,
 	})
 	if err != nil {
@@ -69,14 +92,6 @@ func (e *Engine) errored(ctx context.Context, result batch.Result, req batch.Req
 	result.Outcome = batch.OutcomeErrored
 	result.Body = errorEnvelope(be)
 	return result
-}
-
-func modelOf(params json.RawMessage) string {
-	var head struct {
-		Model string `json:"model"`
-	}
-	_ = json.Unmarshal(params, &head) // validated already
-	return head.Model
 }
 
 // errorEnvelope renders the error object of an errored result line: the
