@@ -105,13 +105,54 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		spec: openapi.Load(t)}
 }
 
-// client returns an official Go SDK client for the workspace of key.
+// client returns an official Go SDK client for the workspace of key. Every
+// answer it receives is checked against the OpenAPI schemas.
 func (h *harness) client(key string) anthropic.Client {
 	return anthropic.NewClient(
 		option.WithBaseURL(h.url),
 		option.WithAPIKey(key),
 		option.WithMaxRetries(0),
+		option.WithMiddleware(h.validateAnswer),
 	)
+}
+
+// validateAnswer is SDK middleware that validates each answer's body against
+// the schema for its path and status, then hands the body on unchanged.
+func (h *harness) validateAnswer(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+	resp, err := next(req)
+	if err != nil {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+
+	path := req.URL.Path
+	var check error
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		check = h.spec.Error(body)
+	case strings.HasSuffix(path, "/results"):
+		for _, line := range bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n")) {
+			if err := h.spec.ResultLine(line); err != nil {
+				check = err
+				break
+			}
+		}
+	case req.Method == http.MethodDelete:
+		check = h.spec.Deleted(body)
+	case path == "/v1/messages/batches" && req.Method == http.MethodGet:
+		check = h.spec.Page(body)
+	default:
+		check = h.spec.Batch(body)
+	}
+	if check != nil {
+		h.t.Errorf("%s %s: answer does not match the schema: %v", req.Method, path, check)
+	}
+	return resp, nil
 }
 
 // response is one raw HTTP answer.
