@@ -14,6 +14,7 @@ import (
 
 	"github.com/batchd/batchd/internal/batch"
 	"github.com/batchd/batchd/internal/clock"
+	"github.com/batchd/batchd/internal/metrics"
 	"github.com/batchd/batchd/internal/store"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	// KeyCacheTTL is how long a verified API key is remembered in memory
 	// before the store is asked again.
 	KeyCacheTTL time.Duration
+
+	// Metrics, if not nil, counts API calls and serves GET /metrics.
+	Metrics *metrics.Metrics
 }
 
 // Notifier is told when a batch needs the engine's attention.
@@ -101,6 +105,9 @@ func (s *Server) Handler() http.Handler {
 		})
 	}
 
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -108,8 +115,40 @@ func (s *Server) Handler() http.Handler {
 		s.writeError(w, r, newError(batch.ErrNotFound, "Not found: %s %s", r.Method, r.URL.Path))
 	})
 
-	return s.withRequestID(s.withRecover(mux))
+	return s.withRequestID(s.withMetrics(s.withRecover(mux)))
 }
+
+// withMetrics counts each call by the route pattern that served it, so that
+// ids in paths do not each make a new series.
+func (s *Server) withMetrics(next http.Handler) http.Handler {
+	if s.cfg.Metrics == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.cfg.Metrics.ObserveHTTP(route, sw.status, time.Since(start))
+	})
+}
+
+// statusWriter remembers the status code a handler sent.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // route registers h behind authentication and header checks.
 func (s *Server) route(mux *http.ServeMux, pattern string, h handlerFunc) {

@@ -148,6 +148,22 @@ func TestCreateFromStdin(t *testing.T) {
 	}
 }
 
+func TestCreateIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOptions{})
+	path := writeFile(t, "in.jsonl", request("a", "x")+"\n")
+
+	first := s.mustRun(t, "create", "--idempotency-key", "run-1", path).stdout
+	again := s.mustRun(t, "create", "--idempotency-key", "run-1", path).stdout
+	other := s.mustRun(t, "create", "--idempotency-key", "run-2", path).stdout
+	if again != first {
+		t.Errorf("create with the same key printed %q, want the first batch %q", again, first)
+	}
+	if other == first {
+		t.Errorf("create with another key printed the first batch %q", first)
+	}
+}
+
 func TestCreateWait(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, serverOptions{})
@@ -180,6 +196,7 @@ func TestCreateRejectsBadInput(t *testing.T) {
 		{"empty", "  \n", "is empty"},
 		{"array", `[` + request("a", "x") + `]`, `starts with '['`},
 		{"not json", "hello\n", `starts with 'h'`},
+		{"byte order mark", "\uFEFF" + request("a", "x"), "byte order mark"},
 		{"bad line", request("a", "x") + "\n\n{\"custom_id\": \"b\", \n", "line 3: invalid JSON"},
 		{"line not object", request("a", "x") + "\n42\n", "line 2: want a JSON object"},
 		{"missing custom_id", request("a", "x") + "\n" + `{"params":{},"x":1}` + "\n",
@@ -194,7 +211,12 @@ func TestCreateRejectsBadInput(t *testing.T) {
 		{"body duplicate", `{"requests":[` + request("a", "x") + `,` + request("a", "y") + `]}`,
 			`requests.1: custom_id "a" is already used by requests.0`},
 		{"body syntax", "{\"requests\":[\n" + request("a", "x") + ",\n{\"custom_id\":]}",
-			"invalid JSON on line 3"},
+			"invalid JSON in the value that starts on line 3"},
+		{"body syntax spaced", "{\n\n\"requests\": [\n\n  " + request("a", "x") +
+			",\n\n\n  {\"custom_id\": \n \"b\", ]}",
+			"invalid JSON in the value that starts on line 8"},
+		{"body syntax in key", "{\"requests\":[" + request("a", "x") + "],\n\n x}",
+			"invalid JSON in the value that starts on line 3"},
 		{"body truncated", `{"requests":[` + request("a", "x"), "the input ends too early"},
 		{"body empty", `{"requests":[]}`, "contains no requests"},
 		{"body not array", `{"requests":{}}`, `"requests" must be an array`},

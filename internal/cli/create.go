@@ -23,10 +23,11 @@ func init() {
 const pollIntervalDefault = 5 * time.Second
 
 type createFlags struct {
-	client       clientFlags
-	json         bool
-	wait         bool
-	pollInterval time.Duration
+	client         clientFlags
+	json           bool
+	wait           bool
+	pollInterval   time.Duration
+	idempotencyKey string
 }
 
 const createUsage = `[flags] FILE|-
@@ -45,6 +46,10 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.wait, "wait", false, "wait until the batch has ended, then print it")
 	fs.Var(durationFlag{&f.pollInterval}, "poll-interval",
 		"`DURATION` between status checks with --wait")
+	fs.StringVar(&f.idempotencyKey, "idempotency-key", "",
+		"send `KEY` as the Idempotency-Key header: batchd returns the batch created "+
+			"earlier with the same KEY instead of creating another, so a failed run can be "+
+			"repeated safely (other servers may ignore the header)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -67,7 +72,7 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 	ctx, stop := withSignals(ctx)
 	defer stop()
 
-	b, err := createBatch(ctx, e, &client, fs.Arg(0))
+	b, err := createBatch(ctx, e, &client, fs.Arg(0), f.idempotencyKey)
 	if err != nil {
 		return err
 	}
@@ -90,7 +95,7 @@ func runCreate(ctx context.Context, e *env, args []string) error {
 // createBatch checks the input named by arg, then streams it to the server
 // as the body of one create call.
 func createBatch(ctx context.Context, e *env, client *anthropic.Client,
-	arg string) (*anthropic.MessageBatch, error) {
+	arg, idempotencyKey string) (*anthropic.MessageBatch, error) {
 	src, name, closeSource, err := openSource(e, arg)
 	if err != nil {
 		return nil, err
@@ -108,9 +113,12 @@ func createBatch(ctx context.Context, e *env, client *anthropic.Client,
 	// The body is a plain reader, which the SDK cannot rewind, so it sends
 	// the create once and never retries it. A retry after a lost response
 	// could create the batch twice.
+	opts := []option.RequestOption{option.WithRequestBody("application/json", in.body(src))}
+	if idempotencyKey != "" {
+		opts = append(opts, option.WithHeader("Idempotency-Key", idempotencyKey))
+	}
 	var b *anthropic.MessageBatch
-	err = client.Post(ctx, batchesPath, nil, &b,
-		option.WithRequestBody("application/json", in.body(src)))
+	err = client.Post(ctx, batchesPath, nil, &b, opts...)
 	if err != nil {
 		return nil, in.explain(describe(err))
 	}

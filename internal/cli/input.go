@@ -65,20 +65,28 @@ func detectForm(f *os.File, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", name, err)
 	}
+	if first == 0xEF {
+		return false, fmt.Errorf("%s starts with a UTF-8 byte order mark, which JSON does not "+
+			"allow; save the file without one", name)
+	}
 	if first != '{' {
 		return false, fmt.Errorf("%s starts with %q, but the input must be JSONL of "+
 			"{\"custom_id\", \"params\"} objects or a JSON object {\"requests\": [...]}",
 			name, first)
 	}
 
-	dec := json.NewDecoder(br)
+	// A new decoder from the start of f, so that its offsets are offsets in f.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, fmt.Errorf("rewind %s: %w", name, err)
+	}
+	dec := json.NewDecoder(bufio.NewReaderSize(f, inputBufferSize))
 	if _, err := dec.Token(); err != nil { // '{'
-		return false, syntaxError(f, name, err)
+		return false, syntaxError(f, name, dec, err)
 	}
 	for dec.More() {
 		key, err := dec.Token()
 		if err != nil {
-			return false, syntaxError(f, name, err)
+			return false, syntaxError(f, name, dec, err)
 		}
 		switch key {
 		case "requests":
@@ -88,7 +96,7 @@ func detectForm(f *os.File, name string) (bool, error) {
 		}
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			return false, syntaxError(f, name, err)
+			return false, syntaxError(f, name, dec, err)
 		}
 	}
 	return false, fmt.Errorf("the first object in %s has neither \"requests\" (a JSON body) "+
@@ -141,20 +149,20 @@ func (in *input) scanJSONL(r io.Reader) error {
 func (in *input) scanBody(f *os.File) error {
 	dec := json.NewDecoder(bufio.NewReaderSize(f, inputBufferSize))
 	if _, err := dec.Token(); err != nil { // '{', as detectForm saw
-		return syntaxError(f, in.name, err)
+		return syntaxError(f, in.name, dec, err)
 	}
 
 	found := false
 	for dec.More() {
 		key, err := dec.Token()
 		if err != nil {
-			return syntaxError(f, in.name, err)
+			return syntaxError(f, in.name, dec, err)
 		}
 		if key != "requests" || found {
 			// Unknown and repeated fields are the server's to reject.
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {
-				return syntaxError(f, in.name, err)
+				return syntaxError(f, in.name, dec, err)
 			}
 			continue
 		}
@@ -164,12 +172,12 @@ func (in *input) scanBody(f *os.File) error {
 		}
 	}
 	if _, err := dec.Token(); err != nil { // '}'
-		return syntaxError(f, in.name, err)
+		return syntaxError(f, in.name, dec, err)
 	}
 
 	if _, err := dec.Token(); err != io.EOF {
 		if err != nil {
-			return syntaxError(f, in.name, err)
+			return syntaxError(f, in.name, dec, err)
 		}
 		return fmt.Errorf("%s: unexpected data after the JSON object", in.name)
 	}
@@ -183,7 +191,7 @@ func (in *input) scanBody(f *os.File) error {
 func (in *input) scanRequests(f *os.File, dec *json.Decoder) error {
 	tok, err := dec.Token()
 	if err != nil {
-		return syntaxError(f, in.name, err)
+		return syntaxError(f, in.name, dec, err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
 		return fmt.Errorf("%s: \"requests\" must be an array", in.name)
@@ -193,7 +201,7 @@ func (in *input) scanRequests(f *os.File, dec *json.Decoder) error {
 	for index := 0; dec.More(); index++ {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return syntaxError(f, in.name, err)
+			return syntaxError(f, in.name, dec, err)
 		}
 		if err := checkRequest(raw, in.name, index, seen, indexLabel); err != nil {
 			return err
@@ -201,7 +209,7 @@ func (in *input) scanRequests(f *os.File, dec *json.Decoder) error {
 		in.count++
 	}
 	if _, err := dec.Token(); err != nil { // ']'
-		return syntaxError(f, in.name, err)
+		return syntaxError(f, in.name, dec, err)
 	}
 	return nil
 }
@@ -256,40 +264,48 @@ func abbreviate(raw []byte) string {
 	return string(raw)
 }
 
-// syntaxError adds the line number to a JSON syntax error from a decoder
-// that read f from its start.
-func syntaxError(f *os.File, name string, err error) error {
+// syntaxError adds a line number to an error from dec, a decoder that read
+// f from its start. json.SyntaxError.Offset is not a position in the stream
+// for a Decoder, so the line is that of dec.InputOffset: the start of the
+// value or token that failed.
+func syntaxError(f *os.File, name string, dec *json.Decoder, err error) error {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%s: invalid JSON: the input ends too early", name)
+	}
 	var se *json.SyntaxError
 	if !errors.As(err, &se) {
-		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%s: invalid JSON: the input ends too early", name)
-		}
 		return fmt.Errorf("%s: invalid JSON: %w", name, err)
 	}
-	line, lineErr := lineAt(f, se.Offset)
+
+	offset := dec.InputOffset()
+	line, lineErr := lineAt(f, offset)
 	if lineErr != nil {
-		return fmt.Errorf("%s: invalid JSON at byte %d: %w", name, se.Offset, err)
+		return fmt.Errorf("%s: invalid JSON in the value at byte %d: %w", name, offset, err)
 	}
-	return fmt.Errorf("%s: invalid JSON on line %d: %w", name, line, err)
+	return fmt.Errorf("%s: invalid JSON in the value that starts on line %d: %w", name, line, err)
 }
 
-// lineAt returns the line number, counted from 1, of byte offset in f.
+// lineAt returns the line number, counted from 1, of the first byte at or
+// after offset in f that is not white space.
 func lineAt(f *os.File, offset int64) (int, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	br := bufio.NewReaderSize(io.LimitReader(f, offset), inputBufferSize)
+	br := bufio.NewReaderSize(f, inputBufferSize)
 	line := 1
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
-			line++
-		}
+	for pos := int64(0); ; pos++ {
+		c, err := br.ReadByte()
 		if err == io.EOF {
 			return line, nil
 		}
-		if err != nil && err != bufio.ErrBufferFull {
+		if err != nil {
 			return 0, err
+		}
+		if pos >= offset && !isSpace(c) {
+			return line, nil
+		}
+		if c == '\n' {
+			line++
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/packages/pagination"
 )
 
 func init() {
@@ -101,20 +102,14 @@ func listPage(ctx context.Context, e *env, client *anthropic.Client,
 	return nil
 }
 
-// listAll follows every page with the SDK's auto-pager and prints the
-// batches as they arrive.
+// listAll follows every page with the SDK's auto-pager. JSON is written as
+// the pages arrive; the table waits for the last page to align its columns.
 func listAll(ctx context.Context, e *env, client *anthropic.Client,
 	params anthropic.MessageBatchListParams, asJSON bool) error {
 	pager := client.Messages.Batches.ListAutoPaging(ctx, params)
 
 	if asJSON {
-		return writeJSONArray(e.stdout, func(yield func(string) bool) {
-			for pager.Next() {
-				if !yield(pager.Current().RawJSON()) {
-					return
-				}
-			}
-		}, pager.Err)
+		return writeJSONArray(e.stdout, pager)
 	}
 
 	table := newBatchTable(e.stdout)
@@ -128,34 +123,27 @@ func listAll(ctx context.Context, e *env, client *anthropic.Client,
 	return table.flush()
 }
 
-// writeJSONArray writes the raw JSON values that items yields as one JSON
-// array, one element per line. If fetching fails part-way, the array is
-// left unclosed so the output cannot be mistaken for a complete list.
-func writeJSONArray(w io.Writer, items func(yield func(string) bool), fetchErr func() error) error {
+// writeJSONArray writes the batches of pager, each as received, as one
+// JSON array with one element per line. If fetching fails part-way, the
+// array is left unclosed so the output cannot pass for a complete list.
+func writeJSONArray(w io.Writer, pager *pagination.PageAutoPager[anthropic.MessageBatch]) error {
 	if _, err := io.WriteString(w, "["); err != nil {
 		return err
 	}
-	n := 0
-	var writeErr error
-	items(func(raw string) bool {
-		sep := "\n"
-		if n > 0 {
-			sep = ",\n"
+	sep := "\n"
+	for pager.Next() {
+		if _, err := io.WriteString(w, sep+pager.Current().RawJSON()); err != nil {
+			return err
 		}
-		_, writeErr = io.WriteString(w, sep+raw)
-		n++
-		return writeErr == nil
-	})
-	if writeErr != nil {
-		return writeErr
+		sep = ",\n"
 	}
-	if err := fetchErr(); err != nil {
+	if err := pager.Err(); err != nil {
 		return describe(err)
 	}
 
-	end := "]\n"
-	if n > 0 {
-		end = "\n]\n"
+	end := "\n]\n"
+	if sep == "\n" {
+		end = "]\n" // no elements
 	}
 	_, err := io.WriteString(w, end)
 	return err

@@ -14,20 +14,39 @@ import (
 	"time"
 )
 
-// makeRealBatch is the script that builds a batch from real text on this
-// machine: one request per license file under /usr/share/doc.
-const makeRealBatch = "/work/shared/data/make-real-batch"
+// realBatchScript returns the path of the script that builds a batch from
+// real text on this machine, one request per license file under
+// /usr/share/doc: $BATCHD_REAL_BATCH_SCRIPT, or shared/data/make-real-batch
+// in the folder beside the repository.
+func realBatchScript() string {
+	if path := os.Getenv("BATCHD_REAL_BATCH_SCRIPT"); path != "" {
+		return path
+	}
+	return filepath.Join("..", "..", "..", "shared", "data", "make-real-batch")
+}
+
+// skipOrFail skips the test, unless BATCHD_REQUIRE_REAL_BATCH is set (as in
+// CI), where a missing input is an error.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("BATCHD_REQUIRE_REAL_BATCH") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
 
 // TestRealInput sends a batch built from real third-party text, about 700
 // requests of which some lines exceed 64 KiB, through create, waits for it
 // to end and downloads its results with -o.
 func TestRealInput(t *testing.T) {
 	t.Parallel()
+	makeRealBatch := realBatchScript()
 	if _, err := os.Stat(makeRealBatch); err != nil {
-		t.Skipf("skipping: %s is not available (%v)", makeRealBatch, err)
+		skipOrFail(t, "skipping: %s is not available (%v); set BATCHD_REAL_BATCH_SCRIPT",
+			makeRealBatch, err)
 	}
 	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("skipping: python3 is not installed; " + makeRealBatch + " needs it")
+		skipOrFail(t, "skipping: python3 is not installed; %s needs it", makeRealBatch)
 	}
 
 	dir := t.TempDir()
@@ -45,7 +64,7 @@ func TestRealInput(t *testing.T) {
 	}
 	want := customIDs(t, stdout.Bytes())
 	if len(want) == 0 {
-		t.Skipf("skipping: %s produced no requests on this machine", makeRealBatch)
+		skipOrFail(t, "skipping: %s produced no requests on this machine", makeRealBatch)
 	}
 	t.Logf("real input: %d requests, %d bytes", len(want), stdout.Len())
 
@@ -112,8 +131,9 @@ func customIDs(t *testing.T, data []byte) map[string]int {
 // TestCreateLargeInput streams a JSONL input of about 90 MB through create.
 func TestCreateLargeInput(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("skipping the 90 MB input in -short mode")
+	if testing.Short() || raceEnabled {
+		t.Skip("skipping the 90 MB input in -short mode and under the race detector; " +
+			"TestRealInput covers the same code with 18 MB")
 	}
 
 	const requests = 300

@@ -18,9 +18,11 @@ import (
 
 	"github.com/batchd/batchd/internal/api"
 	"github.com/batchd/batchd/internal/backend"
+	"github.com/batchd/batchd/internal/backend/router"
 	"github.com/batchd/batchd/internal/backend/testmodel"
 	"github.com/batchd/batchd/internal/clock"
 	"github.com/batchd/batchd/internal/engine"
+	"github.com/batchd/batchd/internal/metrics"
 	"github.com/batchd/batchd/internal/store"
 	"github.com/batchd/batchd/internal/store/postgres"
 	"github.com/batchd/batchd/internal/store/sqlite"
@@ -258,8 +260,15 @@ func openStore(ctx context.Context, cfg serveConfig) (store.Store, func(), error
 func serve(ctx context.Context, cfg serveConfig, st store.Store, model backend.Backend,
 	listener net.Listener, logger *slog.Logger) error {
 	clk := clock.System{}
+	cfg.engine.Metrics = metrics.New()
+	if r, ok := model.(*router.Router); ok {
+		if err := cfg.engine.Metrics.Register(newBackendCollector(r)); err != nil {
+			return err
+		}
+	}
 	eng := engine.New(cfg.engine, st, model, clk, logger)
-	server := api.New(api.Config{PublicURL: cfg.publicURL, Expiry: cfg.expiry}, st, clk, eng, logger)
+	server := api.New(api.Config{PublicURL: cfg.publicURL, Expiry: cfg.expiry,
+		Metrics: cfg.engine.Metrics}, st, clk, eng, logger)
 
 	httpServer := &http.Server{
 		Handler:           server.Handler(),

@@ -19,6 +19,7 @@ import (
 	"github.com/batchd/batchd/internal/backend"
 	"github.com/batchd/batchd/internal/batch"
 	"github.com/batchd/batchd/internal/clock"
+	"github.com/batchd/batchd/internal/metrics"
 	"github.com/batchd/batchd/internal/store"
 )
 
@@ -72,6 +73,9 @@ type Config struct {
 	// for how long, before they are written to the store in one transaction.
 	FlushSize     int
 	FlushInterval time.Duration
+
+	// Metrics, if not nil, counts the results this engine records.
+	Metrics *metrics.Metrics
 }
 
 func (c Config) withDefaults() Config {

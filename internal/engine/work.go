@@ -169,6 +169,10 @@ func (e *Engine) flush(ctx context.Context, results []batch.Result) {
 	if err != nil {
 		// The requests keep their claims; once the leases end they run again.
 		e.logger.ErrorContext(ctx, "recording results failed", "results", len(results), "err", err)
+	} else {
+		for _, res := range results {
+			e.cfg.Metrics.AddResults(string(res.Outcome), 1)
+		}
 	}
 
 	for _, res := range results {

@@ -159,7 +159,7 @@ const lineCanceled = `{"custom_id":"my-third-request","result":{"type":"canceled
 const lineExpired = `{"custom_id":"my-fourth-request","result":{"type":"expired"}}`
 
 // edit decodes body as a JSON object, applies change and encodes it again.
-func edit(t *testing.T, body string, change func(object map[string]any)) []byte {
+func edit(t testing.TB, body string, change func(object map[string]any)) []byte {
 	t.Helper()
 
 	var object map[string]any
@@ -182,7 +182,7 @@ func object(parent map[string]any, key string) map[string]any {
 
 // compact removes the insignificant whitespace of a fixture, so it fits on
 // one results line.
-func compact(t *testing.T, body string) []byte {
+func compact(t testing.TB, body string) []byte {
 	t.Helper()
 	return edit(t, body, func(map[string]any) {})
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,7 @@ import (
 
 // SpecEnv names an environment variable that, when set, gives the path of the
 // OpenAPI document to load (gzip-compressed or plain JSON). Without it, Load
-// asks the go command for the folder of [SDKModule] and reads [SpecFile]
+// runs "go list -m" to find the folder of [SDKModule] and reads [SpecFile]
 // there, so the go command must be on PATH, as it is under go test.
 const SpecEnv = "BATCHD_OPENAPI_SPEC"
 
@@ -62,7 +63,8 @@ func Load(tb testing.TB) *Validator {
 }
 
 // Validator checks JSON bodies against the schemas of the OpenAPI document.
-// It is safe for concurrent use. The zero value is not usable; call [Load].
+// It is safe for concurrent use. The zero value is not usable, so call
+// [Load] to get one.
 type Validator struct {
 	spec *spec
 
@@ -88,9 +90,9 @@ type spec struct {
 	// http checks requests and responses against a path item that the
 	// caller finds. It is built over a copy of the model without paths,
 	// because a validator built over paths compiles the schemas of all
-	// their operations up front: for the 443 operations of this document
-	// that takes about a hundred times longer than parsing it. This way
-	// each schema is compiled when first used.
+	// their operations up front. For the 443 operations of this document
+	// that took about 50 s in one run, against under 1 s for parsing. Built
+	// this way, it compiles each schema when first used.
 	http validator.Validator
 }
 
@@ -100,7 +102,7 @@ func (v *Validator) Source() string {
 }
 
 // Beta returns a validator whose helper methods use the Beta* schemas, which
-// describe the answers of the ?beta=true operations. [Validator.Validate],
+// describe the responses of the ?beta=true operations. [Validator.Validate],
 // [Validator.Request] and [Validator.Response] behave the same on both.
 func (v *Validator) Beta() *Validator {
 	return &Validator{spec: v.spec, beta: true}
@@ -118,7 +120,7 @@ func (v *Validator) Validate(schemaName string, body []byte) error {
 	return v.spec.check(schema, schemaName, body)
 }
 
-// Batch checks a MessageBatch object, the answer of create, retrieve and
+// Batch checks a MessageBatch object, the response of create, retrieve and
 // cancel.
 func (v *Validator) Batch(body []byte) error {
 	return v.Validate(v.name("MessageBatch"), body)
@@ -140,7 +142,7 @@ func (v *Validator) ResultLine(line []byte) error {
 	return v.Validate(v.name("MessageBatchIndividualResponse"), line)
 }
 
-// Deleted checks the answer of delete (DeleteMessageBatchResponse).
+// Deleted checks the response of delete (DeleteMessageBatchResponse).
 func (v *Validator) Deleted(body []byte) error {
 	return v.Validate(v.name("DeleteMessageBatchResponse"), body)
 }
@@ -251,10 +253,10 @@ func specPath() (string, error) {
 
 	dir := strings.TrimSpace(string(out))
 	if dir == "" {
-		return "", fmt.Errorf("module %s is not downloaded; run go mod download %s",
+		return "", fmt.Errorf("module %s is not downloaded: run go mod download %s",
 			SDKModule, SDKModule)
 	}
-	return dir + "/" + SpecFile, nil
+	return filepath.Join(dir, SpecFile), nil
 }
 
 // readSpec reads the document at path, decompressing it if it starts with

@@ -163,7 +163,7 @@ func TestBatchSchemaNullability(t *testing.T) {
 	}
 }
 
-// TestBatchTimestampFormat shows that the schema asks only for RFC 3339:
+// TestBatchTimestampFormat shows that the schema requires only RFC 3339:
 // the six fractional digits and the Z of the contract are batchd's choice.
 func TestBatchTimestampFormat(t *testing.T) {
 	t.Parallel()

@@ -61,7 +61,7 @@ func (v *Validator) Request(req *http.Request) error {
 	return operationError(label, requestSchemaName(op, req.Method), results)
 }
 
-// Response checks resp, the answer to req, against the operation that req
+// Response checks resp, the response to req, against the operation that req
 // addresses (see [Validator.Request]): the status code must be declared, the
 // Content-Type must match a declared media type and the body must match its
 // schema. A results file (application/x-jsonl) is checked line by line as in

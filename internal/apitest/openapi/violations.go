@@ -24,7 +24,7 @@ type Violation struct {
 	// schema, for example "/properties/processing_status/enum".
 	Keyword string
 
-	// Message says what is wrong, for example "missing property 'id'".
+	// Message describes the problem, for example "missing property 'id'".
 	Message string
 }
 
@@ -108,18 +108,18 @@ func walkViolations(e *jsonschema.ValidationError, out *[]Violation) {
 // JSON Schema validators ignore the OpenAPI discriminator and report why
 // every branch failed, which for a result line or a content block buries the
 // one relevant problem under a dozen "value must be 'thinking'" lines. A
-// branch is dropped when it rejects the union's own value by type (string
-// against null) or rejects a direct property by const or enum (the "type"
-// tag of a tagged union). Every discriminator of this document is such a
-// direct property.
+// branch is dropped when it rejects the union's own value by type, const or
+// enum (a string where the branch wants null), or rejects a direct property
+// by const or enum (the "type" tag of a tagged union). Every discriminator
+// of this document names such a direct property.
 func chosenBranches(union *jsonschema.ValidationError) ([]*jsonschema.ValidationError, bool) {
-	var kept []*jsonschema.ValidationError
+	var plausible []*jsonschema.ValidationError
 	for _, branch := range union.Causes {
 		if len(mismatchLeaves(branch, union.InstanceLocation)) == 0 {
-			kept = append(kept, branch)
+			plausible = append(plausible, branch)
 		}
 	}
-	return kept, len(kept) > 0
+	return plausible, len(plausible) > 0
 }
 
 // mergeMismatches describes a oneOf or anyOf that no branch accepts: one
