@@ -46,7 +46,7 @@ type Config struct {
 	Metrics *metrics.Metrics
 }
 
-// Notifier is told when a batch needs the engine's attention.
+// Notifier is notified when a batch needs the engine's attention.
 type Notifier interface {
 	Notify()
 }
@@ -76,7 +76,7 @@ func New(cfg Config, st store.Store, clk clock.Clock, notifier Notifier, logger 
 	}
 }
 
-// handlerFunc is an API handler: it writes a successful answer itself and
+// handlerFunc is an API handler: it writes a successful response itself and
 // returns any error for writeError to render.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, caller caller) error
 
@@ -182,7 +182,7 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 	})
 }
 
-// withRecover turns a panic in a handler into a 500 answer and a log line.
+// withRecover turns a panic in a handler into a 500 response and a log line.
 // http.ErrAbortHandler passes through, since it is a deliberate abort.
 func (s *Server) withRecover(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

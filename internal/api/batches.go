@@ -21,7 +21,7 @@ const (
 // send big chunks, small enough that memory per download stays flat.
 const resultsBufferSize = 64 << 10
 
-// notFound is the answer for an id that does not exist, belongs to another
+// notFound is the error for an id that does not exist, belongs to another
 // workspace or was deleted: the same message in all three cases, so that ids
 // of other workspaces cannot be probed.
 func notFound(id string) error {

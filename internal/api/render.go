@@ -87,7 +87,7 @@ func renderBatch(b batch.Batch, baseURL string) batchJSON {
 	return out
 }
 
-// baseURL returns the public base URL for links in answers to r.
+// baseURL returns the public base URL for links in responses to r.
 func (s *Server) baseURL(r *http.Request) string {
 	if s.cfg.PublicURL != "" {
 		return strings.TrimSuffix(s.cfg.PublicURL, "/")

@@ -19,7 +19,7 @@ type command struct {
 	run     func(ctx context.Context, env *env, args []string) error
 }
 
-// env is what a command may touch: its standard streams and the process
+// env is a command's view of the process: its standard streams and the
 // environment, passed in so that tests can drive commands without a process.
 type env struct {
 	stdin  io.Reader

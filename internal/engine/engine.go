@@ -65,7 +65,7 @@ type Config struct {
 	Retention time.Duration
 
 	// ShutdownGrace is how long in-flight backend calls may go on after the
-	// engine is told to stop. Calls still running then are canceled, and
+	// engine is asked to stop. Calls still running then are canceled, and
 	// their requests are run again after a restart.
 	ShutdownGrace time.Duration
 

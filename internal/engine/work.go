@@ -47,8 +47,8 @@ func (e *Engine) runJob(runCtx, callCtx context.Context, work *queue, j job,
 	}
 }
 
-// enqueue queues j, or forgets it when the queue has closed: its claim stays
-// in the store until its lease ends or the node restarts.
+// enqueue queues j, or drops it when the queue has closed. Its claim then
+// stays in the store until its lease ends or the node restarts.
 func (e *Engine) enqueue(work *queue, j job) {
 	if !work.push(j) {
 		e.mu.Lock()
@@ -114,7 +114,7 @@ func errorEnvelope(be *backend.Error) json.RawMessage {
 	return body
 }
 
-// release forgets n requests of a batch that this node no longer holds.
+// release removes n requests of a batch from this node's in-flight count.
 func (e *Engine) release(batchID string, n int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

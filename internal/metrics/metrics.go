@@ -60,7 +60,7 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// ObserveHTTP records one answered API call.
+// ObserveHTTP records one API call and the time its response took.
 func (m *Metrics) ObserveHTTP(route string, code int, elapsed time.Duration) {
 	if m == nil {
 		return

@@ -34,10 +34,17 @@ type scenario struct {
 // its result holds) and none if it errored.
 func runScenario(t *testing.T, policy string, maxAttempts int, respond responder) *scenario {
 	t.Helper()
+	return runScenarioWith(t, engine.Config{Concurrency: 64, ClaimSize: 100}, policy, maxAttempts,
+		respond)
+}
+
+// runScenarioWith is [runScenario] with the given engine configuration.
+func runScenarioWith(t *testing.T, cfg engine.Config, policy string, maxAttempts int,
+	respond responder) *scenario {
+	t.Helper()
 
 	upstream := newFakeUpstream(t, respond)
-	c := newChain(t, anthropicConfig(upstream.server.URL, policy),
-		engine.Config{Concurrency: 64, ClaimSize: 100}, nil)
+	c := newChain(t, anthropicConfig(upstream.server.URL, policy), cfg, nil)
 	ids := customIDs(batchSize)
 	b := createBatch(t, c.store, textRequests(ids), nil)
 
@@ -263,8 +270,13 @@ func TestHangPastTimeout(t *testing.T) {
 
 	// The server cannot see when an attempt started, since dialing and
 	// sending take part of the timeout, so the test checks that the client
-	// abandoned each hung call rather than a gap between arrivals.
-	const policy = "concurrency: 64\ntimeout: 200ms\n"
+	// abandoned each hung call rather than a gap between arrivals. The
+	// timeout leaves room for the race detector, under which a fresh
+	// connection can take a few hundred milliseconds to deliver a call, and
+	// the concurrency lets every request hang at once, so the test takes
+	// about one timeout per attempt.
+	const policy = "concurrency: 256\ntimeout: 1s\n"
+	cfg := engine.Config{Concurrency: 256}
 	checkAbandoned := func(t *testing.T, s *scenario, attempts int) {
 		t.Helper()
 		for _, id := range s.ids {
@@ -280,7 +292,7 @@ func TestHangPastTimeout(t *testing.T) {
 	t.Run("once", func(t *testing.T) {
 		t.Parallel()
 
-		s := runScenario(t, policy+quickRetry, 3,
+		s := runScenarioWith(t, cfg, policy+quickRetry, 3,
 			func(w http.ResponseWriter, r *http.Request, c call) answer {
 				if c.attempt == 1 {
 					return hang(r)
@@ -296,8 +308,8 @@ func TestHangPastTimeout(t *testing.T) {
 		t.Parallel()
 
 		const budget = 2
-		s := runScenario(t, policy+"retry: {max_attempts: 2, base_delay: 1ms, max_delay: 2ms}",
-			budget, func(w http.ResponseWriter, r *http.Request, c call) answer { return hang(r) })
+		s := runScenarioWith(t, cfg,
+			policy+"retry: {max_attempts: 2, base_delay: 1ms, max_delay: 2ms}", budget, func(w http.ResponseWriter, r *http.Request, c call) answer { return hang(r) })
 
 		s.checkAllErrored(t, budget, "timeout_error", "the model did not answer in time…")
 		checkAbandoned(t, s, budget)

@@ -237,7 +237,7 @@ func scanBatch(row scanner) (batch.Batch, int64, error) {
 	return b, seq, nil
 }
 
-// querier is what *sql.DB and *sql.Tx have in common.
+// querier is the QueryRowContext method shared by *sql.DB and *sql.Tx.
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
