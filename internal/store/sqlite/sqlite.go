@@ -264,6 +264,10 @@ func (s *Store) BatchGet(ctx context.Context, params store.BatchGetParams) (batc
 
 // BatchList implements [store.Store].
 func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (store.BatchPage, error) {
+	if params.Limit < 1 {
+		return store.BatchPage{}, fmt.Errorf("list batches: limit %d is below 1", params.Limit)
+	}
+
 	var (
 		where = []string{"workspace_id = ?"}
 		args  = []any{params.WorkspaceID}
