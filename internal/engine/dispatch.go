@@ -66,8 +66,8 @@ func (e *Engine) advance(ctx context.Context, b batch.Batch, work *queue) error 
 		return e.tryEnd(ctx, b.ID)
 	}
 
-	claimed, err := e.claim(ctx, b.ID, now)
-	if err != nil {
+	claimed, tried, err := e.claim(ctx, b.ID, now)
+	if err != nil || !tried {
 		return err
 	}
 	for _, req := range claimed {
@@ -102,13 +102,18 @@ func (e *Engine) markStopping(batchID string, outcome batch.Outcome) {
 	}
 }
 
-// claim takes as many requests of one batch as the queue has room for.
-func (e *Engine) claim(ctx context.Context, batchID string, now time.Time) ([]batch.Request, error) {
+// claim takes as many requests of one batch as the queue has room for. It
+// reports false, claiming nothing, while the queue is too full to be worth a
+// claim: every claim is a write transaction, so while a quarter of the queue
+// or more is still waiting, the engine waits for more room to claim in bulk.
+func (e *Engine) claim(ctx context.Context, batchID string, now time.Time) ([]batch.Request, bool, error) {
 	e.mu.Lock()
-	room := min(e.queueLimit()-e.queued, e.cfg.ClaimSize)
+	limit := e.queueLimit()
+	room := min(limit-e.queued, e.cfg.ClaimSize)
+	busy := e.queued > 0 && room < limit/4
 	e.mu.Unlock()
-	if room <= 0 {
-		return nil, nil
+	if room <= 0 || busy {
+		return nil, false, nil
 	}
 
 	claimed, err := e.store.RequestClaim(ctx, store.RequestClaimParams{
@@ -119,14 +124,14 @@ func (e *Engine) claim(ctx context.Context, batchID string, now time.Time) ([]ba
 		LeaseUntil: now.Add(e.cfg.Lease),
 	})
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 
 	e.mu.Lock()
 	e.queued += len(claimed)
 	e.inFlight[batchID] += len(claimed)
 	e.mu.Unlock()
-	return claimed, nil
+	return claimed, true, nil
 }
 
 // tryEnd ends a batch if this node holds none of its requests and the store

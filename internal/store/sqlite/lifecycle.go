@@ -78,8 +78,11 @@ func (s *Store) BatchEnd(ctx context.Context, params store.BatchEndParams) (bool
 
 		low, high := ridRange(seq)
 		var open bool
-		err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM requests
-			WHERE state < 2 AND rid BETWEEN ? AND ?)`, low, high).Scan(&open)
+		// One probe per state, so that each is a seek in requests_open.
+		err = tx.QueryRowContext(ctx, `SELECT
+			EXISTS (SELECT 1 FROM requests WHERE state = 0 AND state < 2 AND rid BETWEEN ?1 AND ?2)
+			OR EXISTS (SELECT 1 FROM requests WHERE state = 1 AND state < 2 AND rid BETWEEN ?1 AND ?2)`,
+			low, high).Scan(&open)
 		if err != nil || open {
 			return err
 		}

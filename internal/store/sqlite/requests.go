@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/batchd/batchd/internal/batch"
 	"github.com/batchd/batchd/internal/store"
@@ -23,7 +24,10 @@ func seqOf(ctx context.Context, q querier, batchID string) (int64, error) {
 	return seq, nil
 }
 
-// RequestClaim implements [store.Store].
+// RequestClaim implements [store.Store]. It takes requests whose lease has
+// ended first, then pending ones, each in submission order. Each of the two
+// statements names one state, so that SQLite seeks in the requests_open
+// index instead of reading every finished row of the batch.
 func (s *Store) RequestClaim(ctx context.Context, params store.RequestClaimParams) ([]batch.Request, error) {
 	var claimed []batch.Request
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
@@ -33,32 +37,73 @@ func (s *Store) RequestClaim(ctx context.Context, params store.RequestClaimParam
 		}
 
 		low, high := ridRange(seq)
-		rows, err := tx.QueryContext(ctx, `UPDATE requests
-			SET state = 1, owner = ?, lease_until = ?, fence = fence + 1
-			WHERE rid IN (SELECT rid FROM requests
-				WHERE state < 2 AND rid BETWEEN ? AND ? AND (state = 0 OR lease_until < ?)
-				ORDER BY rid LIMIT ?)
-			RETURNING rid, custom_id, params, fence`,
-			params.Owner, micros(params.LeaseUntil), low, high, micros(params.Now), params.Limit)
-		if err != nil {
-			return fmt.Errorf("claim requests of %s: %w", params.BatchID, err)
-		}
-		defer rows.Close()
-
-		for rows.Next() {
-			req := batch.Request{BatchID: params.BatchID}
-			var rid int64
-			if err := rows.Scan(&rid, &req.CustomID, &req.Params, &req.Fence); err != nil {
+		for _, state := range []int{stateClaimed, statePending} {
+			more, err := claimState(ctx, tx, params, state, low, high, params.Limit-len(claimed))
+			if err != nil {
 				return fmt.Errorf("claim requests of %s: %w", params.BatchID, err)
 			}
-			req.Index = rid - low
-			claimed = append(claimed, req)
+			claimed = append(claimed, more...)
 		}
-		return rows.Err()
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	return claimed, nil
+}
+
+// Request states, as stored in requests.state.
+const (
+	statePending = 0
+	stateClaimed = 1
+)
+
+// claimState claims up to limit requests in the given state of the rid range
+// [low, high]; claimed ones only if their lease ended before params.Now.
+func claimState(ctx context.Context, tx *sql.Tx, params store.RequestClaimParams,
+	state int, low, high int64, limit int) ([]batch.Request, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+
+	leaseEnded := ""
+	if state == stateClaimed {
+		leaseEnded = "AND lease_until < ?"
+	}
+	query := `UPDATE requests
+		SET state = 1, owner = ?, lease_until = ?, fence = fence + 1
+		WHERE rid IN (SELECT rid FROM requests
+			WHERE state = ? AND state < 2 AND rid BETWEEN ? AND ? ` + leaseEnded + `
+			ORDER BY rid LIMIT ?)
+		RETURNING rid, custom_id, params, fence`
+	args := []any{params.Owner, micros(params.LeaseUntil), state, low, high}
+	if state == stateClaimed {
+		args = append(args, micros(params.Now))
+	}
+	args = append(args, limit)
+
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+
+	var claimed []batch.Request
+	for rows.Next() {
+		req := batch.Request{BatchID: params.BatchID}
+		var rid int64
+		if err := rows.Scan(&rid, &req.CustomID, &req.Params, &req.Fence); err != nil {
+			return nil, err
+		}
+		req.Index = rid - low
+		claimed = append(claimed, req)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	// RETURNING gives rows in no promised order; callers expect submission order.
+	sort.Slice(claimed, func(i, j int) bool { return claimed[i].Index < claimed[j].Index })
 	return claimed, nil
 }
 
@@ -129,17 +174,23 @@ func (s *Store) RequestEndUnclaimed(ctx context.Context, params store.RequestEnd
 		}
 
 		low, high := ridRange(seq)
-		out, err := tx.ExecContext(ctx, `UPDATE requests
-			SET state = 2, outcome = ?, params = NULL, owner = NULL, lease_until = NULL,
-				fence = fence + 1
-			WHERE state < 2 AND rid BETWEEN ? AND ? AND (state = 0 OR lease_until < ?)`,
-			string(params.Outcome), low, high, micros(params.Now))
-		if err != nil {
-			return fmt.Errorf("end unclaimed requests of %s: %w", params.BatchID, err)
+		for _, state := range []int{statePending, stateClaimed} {
+			out, err := tx.ExecContext(ctx, `UPDATE requests
+				SET state = 2, outcome = ?, params = NULL, owner = NULL, lease_until = NULL,
+					fence = fence + 1
+				WHERE state = ? AND state < 2 AND rid BETWEEN ? AND ?
+					AND (state = 0 OR lease_until < ?)`,
+				string(params.Outcome), state, low, high, micros(params.Now))
+			if err != nil {
+				return fmt.Errorf("end unclaimed requests of %s: %w", params.BatchID, err)
+			}
+			n, err := out.RowsAffected()
+			if err != nil {
+				return err
+			}
+			changed += int(n)
 		}
-		n, err := out.RowsAffected()
-		changed = int(n)
-		return err
+		return nil
 	})
 	return changed, err
 }
