@@ -180,7 +180,7 @@ func (c *chain) runUntilEnded(tb testing.TB, batchID string, timeout time.Durati
 		<-done
 	}()
 
-	poll := time.NewTicker(2 * time.Millisecond)
+	poll := time.NewTicker(5 * time.Millisecond)
 	defer poll.Stop()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -301,7 +301,7 @@ type call struct {
 	answer
 }
 
-// answer is what a fake upstream sent for a call.
+// answer is the reply that a fake upstream sent for a call.
 type answer struct {
 	// status is the HTTP status sent, or 0 when no reply was sent.
 	status int
@@ -312,11 +312,11 @@ type answer struct {
 	abandoned bool
 }
 
-// responder answers one call.
+// responder replies to one call.
 type responder func(w http.ResponseWriter, r *http.Request, c call) answer
 
 // fakeUpstream is a loopback Messages API server that logs every call and
-// answers with a responder. It tells requests apart by the text of their
+// replies with a responder. It identifies each request by the text of its
 // first user message, which textParams sets to the custom_id.
 type fakeUpstream struct {
 	tb      testing.TB
@@ -342,7 +342,7 @@ func newFakeUpstream(tb testing.TB, respond responder) *fakeUpstream {
 func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		// A client that gave up mid-body; nothing to answer.
+		// The client gave up while sending the body, so no reply is needed.
 		return
 	}
 	id, err := firstUserText(body)
@@ -428,7 +428,7 @@ func messageID(customID string, attempt int) string {
 	return fmt.Sprintf("msg_%s_%d", customID, attempt)
 }
 
-// writeMessage answers 200 with a Message for call c, plus extra headers.
+// writeMessage replies 200 with a Message for call c, plus extra headers.
 func writeMessage(w http.ResponseWriter, c call, header http.Header) answer {
 	for k, v := range header {
 		w.Header()[k] = v
@@ -441,7 +441,7 @@ func writeMessage(w http.ResponseWriter, c call, header http.Header) answer {
 	return answer{status: http.StatusOK, message: true}
 }
 
-// writeError answers with a Messages API error envelope.
+// writeError replies with a Messages API error envelope.
 func writeError(w http.ResponseWriter, status int, errType, message string,
 	header http.Header) answer {
 	for k, v := range header {
@@ -454,8 +454,8 @@ func writeError(w http.ResponseWriter, status int, errType, message string,
 	return answer{status: status}
 }
 
-// resetConnection closes the call's connection with a TCP RST, without a
-// reply: SO_LINGER 0 makes Close discard the connection instead of ending it.
+// resetConnection closes the call's connection without a reply. SO_LINGER 0
+// makes Close send a TCP RST instead of a FIN.
 func resetConnection(tb testing.TB, w http.ResponseWriter) answer {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {

@@ -75,7 +75,7 @@ type received struct {
 }
 
 // recordingUpstream starts a loopback server that records each request and
-// answers with reply. It returns the server and a function that returns the
+// replies with reply. It returns the server and a function that returns the
 // requests received so far.
 func recordingUpstream(t *testing.T, reply func(w http.ResponseWriter, body []byte)) (
 	*httptest.Server, func() []received) {
@@ -222,8 +222,8 @@ func wantChatRequest(id string) string {
 func TestOpenAIToolCallWithImage(t *testing.T) {
 	t.Parallel()
 
-	// The server answers each request with a tool call whose argument is
-	// the request's text, so a result shows which request it answers.
+	// The server replies to each request with a tool call whose argument
+	// is the request's text, so a result shows which request it belongs to.
 	server, requests := recordingUpstream(t, func(w http.ResponseWriter, body []byte) {
 		var chat struct {
 			Messages []struct {
