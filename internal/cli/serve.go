@@ -124,7 +124,7 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 		"maximum number of model calls in flight")
 	fs.Var(durationFlag{&cfg.engine.Lease}, "lease",
 		"`DURATION` a node holds a claimed request before another node may take it "+
-			"(default 5m)")
+			"(default 30s)")
 	fs.Var(durationFlag{&cfg.engine.ShutdownGrace}, "shutdown-grace",
 		"`DURATION` model calls in flight may go on after SIGTERM (default 30s)")
 

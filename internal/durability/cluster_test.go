@@ -10,7 +10,7 @@ import (
 
 // recoveryMargin is how long after the lease the survivors may take to claim
 // a dead node's requests before the test fails. It is generous, so that a
-// loaded machine does not fail the test; the measured figure is logged.
+// loaded machine does not fail the test, and the measured figure is logged.
 const recoveryMargin = 5 * time.Second
 
 func TestThreeNodesSurviveSIGKILL(t *testing.T) {
@@ -69,7 +69,7 @@ func TestThreeNodesSurviveSIGKILL(t *testing.T) {
 	}
 	t.Logf("%s held %d claims at SIGKILL (%d finished by its last statements); its last "+
 		"lease ended %v after the kill; the survivors claimed the first of them after %v "+
-		"and all of them after %v (lease %v)", victim.name, rec.held, rec.late,
+		"and all of them after %v (lease %v)", victim.name, rec.claimed, rec.late,
 		rec.leaseEnd.Round(time.Millisecond), rec.first.Round(time.Millisecond),
 		rec.all.Round(time.Millisecond), lease)
 	if rec.all > lease+recoveryMargin {

@@ -26,8 +26,8 @@ const (
 	// modeCut sends half the body, then stops until the kill, so the create
 	// can never complete.
 	modeCut
-	// modeSent streams the whole body and kills the server at most a few
-	// milliseconds after the last byte left, while it stores the requests.
+	// modeSent streams the whole body and kills the server 0 to 10 ms after
+	// the last byte was written, often while it still stores the requests.
 	modeSent
 )
 
@@ -41,7 +41,7 @@ type submission struct {
 	// modeSent from the moment their body was written, until the kill.
 	delay time.Duration
 
-	// id is set when the create returned 200; err when it did not.
+	// id is set when the create returned 200, and err when it did not.
 	id  string
 	err error
 }
@@ -124,8 +124,8 @@ func TestSQLiteCrashLoop(t *testing.T) {
 	verifyAfterCrashes(ctx, t, final, subs, listed)
 }
 
-// crashRound sends sub's create to n and kills n as sub.mode and sub.delay
-// say.
+// crashRound sends sub's create to n and kills n at the moment that
+// sub.mode and sub.delay set.
 func crashRound(ctx context.Context, t *testing.T, n *node, sub *submission) {
 	t.Helper()
 	var (

@@ -243,7 +243,7 @@ func (w *baseURLWriter) Write(p []byte) (int, error) {
 // whole results files included.
 var httpClient = &http.Client{Timeout: 2 * time.Minute}
 
-// statusError is an API answer with a status other than 200.
+// statusError is an API response with a status other than 200.
 type statusError struct {
 	status int
 	body   string
@@ -300,7 +300,7 @@ func apiRequest(ctx context.Context, method, target string, body io.Reader) (*ht
 	return resp, nil
 }
 
-// apiJSON sends one API request and decodes the JSON answer into out.
+// apiJSON sends one API request and decodes the JSON response into out.
 func apiJSON(ctx context.Context, method, target string, body io.Reader, out any) error {
 	resp, err := apiRequest(ctx, method, target, body)
 	if err != nil {
@@ -308,7 +308,7 @@ func apiJSON(ctx context.Context, method, target string, body io.Reader, out any
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode answer to %s %s: %w", method, target, err)
+		return fmt.Errorf("decode response to %s %s: %w", method, target, err)
 	}
 	return nil
 }
@@ -329,7 +329,7 @@ func getBatch(ctx context.Context, baseURL, id string) (batchJSON, error) {
 func listBatches(ctx context.Context, baseURL string) ([]batchJSON, error) {
 	var all []batchJSON
 	query := url.Values{"limit": {"100"}}
-	for range 10_000 { // bounds the loop; no test creates that many pages
+	for range 10_000 { // far more pages than any test creates
 		var page struct {
 			Data    []batchJSON `json:"data"`
 			HasMore bool        `json:"has_more"`
@@ -613,11 +613,12 @@ func (db *requestsDB) waitProgress(ctx context.Context, owner string, minDone in
 // recovery describes how the other nodes took over a killed node's claims.
 // The durations count from the SIGKILL.
 type recovery struct {
-	// held is the number of requests the node had claimed when it died.
-	held int64
+	// claimed is the number of requests the node had claimed when it died.
+	claimed int64
 	// late is the number of those whose results the dead node's last
-	// statements recorded after the kill: PostgreSQL finishes a statement
-	// whose client has gone.
+	// statement recorded after the kill. PostgreSQL runs a statement to its
+	// end after the client has gone, unless client_connection_check_interval
+	// is set.
 	late int64
 	// leaseEnd is when the last of the leases ran out.
 	leaseEnd time.Duration
@@ -670,8 +671,8 @@ func (db *requestsDB) killAndMeasure(ctx context.Context, victim *node) (recover
 	if err := rows.Err(); err != nil {
 		return rec, fmt.Errorf("read the claims of %s: %w", victim.name, err)
 	}
-	rec.held = int64(len(seqs))
-	if rec.held == 0 {
+	rec.claimed = int64(len(seqs))
+	if rec.claimed == 0 {
 		return rec, fmt.Errorf("node %s held no claims when it was killed", victim.name)
 	}
 	rec.leaseEnd = lastLease.Sub(killedAt)
@@ -686,7 +687,7 @@ func (db *requestsDB) killAndMeasure(ctx context.Context, victim *node) (recover
 		if reclaimed > 0 && rec.first == 0 {
 			rec.first = time.Since(killedAt)
 		}
-		if reclaimed+rec.late == rec.held {
+		if reclaimed+rec.late == rec.claimed {
 			rec.all = time.Since(killedAt)
 			return rec, nil
 		}
@@ -694,8 +695,8 @@ func (db *requestsDB) killAndMeasure(ctx context.Context, victim *node) (recover
 		select {
 		case <-ctx.Done():
 			return rec, fmt.Errorf("%d of %d requests that %s had claimed are neither claimed "+
-				"again nor finished %s after its SIGKILL: %w", rec.held-reclaimed-rec.late,
-				rec.held, victim.name, time.Since(killedAt), ctx.Err())
+				"again nor finished %s after its SIGKILL: %w", rec.claimed-reclaimed-rec.late,
+				rec.claimed, victim.name, time.Since(killedAt), ctx.Err())
 		case <-time.After(pollInterval / 2):
 		}
 	}
