@@ -1,4 +1,4 @@
-// Package bench holds batchd's end-to-end benchmarks. It has no code of its
+// Package bench contains batchd's end-to-end benchmarks. It has no code of its
 // own: everything is in its test files, and BENCHMARKS.md at the repository
 // root records the figures with the commands that produced them.
 //

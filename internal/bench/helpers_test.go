@@ -269,7 +269,7 @@ type batchStatus struct {
 	} `json:"request_counts"`
 }
 
-// doBatch sends one request whose answer is a MessageBatch and decodes it.
+// doBatch sends one request whose response is a MessageBatch and decodes it.
 func doBatch(client *http.Client, req *http.Request) (batchStatus, error) {
 	resp, err := client.Do(req)
 	if err != nil {

@@ -17,11 +17,11 @@ import (
 )
 
 const (
-	// listBatches is how many batches the listed workspace holds.
+	// listBatches is how many batches the listed workspace contains.
 	listBatches = 100_000
 
 	// listInserters is how many goroutines create the stored batches.
-	listInserters = 4
+	listInserters = 8
 
 	// listClients is how many HTTP clients call the server at once.
 	listClients = 32
@@ -29,7 +29,7 @@ const (
 	// listCallsPerClient is how many calls each client makes per phase.
 	listCallsPerClient = 300
 
-	// listLimit is the page size each list call asks for.
+	// listLimit is the page size each list call requests.
 	listLimit = 20
 )
 
@@ -153,7 +153,7 @@ func runClients(b *testing.B, srv *server,
 	return slices.Concat(latencies...), elapsed
 }
 
-// timedGet sends one GET and reads the whole answer. Its latency runs from
+// timedGet sends one GET and reads the whole response. Its latency runs from
 // before the request is sent to after the last byte of the body is read.
 func timedGet(srv *server, u string) (time.Duration, error) {
 	req, err := newAPIRequest(http.MethodGet, u, nil)

@@ -23,7 +23,7 @@ import (
 var makeRealBatch = filepath.Join("..", "..", "..", "shared", "data", "make-real-batch")
 
 const (
-	// serveStartTimeout bounds the wait for a child server to answer.
+	// serveStartTimeout bounds the wait for a child server to respond.
 	serveStartTimeout = 30 * time.Second
 
 	// serveStopTimeout bounds the wait for a child server to exit after
@@ -45,6 +45,7 @@ var (
 	manPagesPath string
 	manPagesErr  error
 	manPagesSkip string
+	manPagesNote string // the script's summary line, such as "17843 requests from manpages"
 )
 
 // BenchmarkCreateMemory measures the peak resident memory (VmHWM) of a
@@ -156,7 +157,7 @@ type serveProcess struct {
 }
 
 // startServe starts `batchd serve` on a free loopback port with a new data
-// directory and the benchmark key, and waits until GET /healthz answers.
+// directory and the benchmark key, and waits until GET /healthz returns 200.
 func startServe(b *testing.B, bin string, extraArgs []string) *serveProcess {
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", b.TempDir(),
 		"--api-key", benchKey + "=" + benchWorkspace}, extraArgs...)
@@ -205,13 +206,13 @@ func startServe(b *testing.B, bin string, extraArgs []string) *serveProcess {
 // withoutBatchdEnv drops BATCHD_* variables, which would change the child's
 // store and keys.
 func withoutBatchdEnv(env []string) []string {
-	var kept []string
+	var filtered []string
 	for _, kv := range env {
 		if !strings.HasPrefix(kv, "BATCHD_") {
-			kept = append(kept, kv)
+			filtered = append(filtered, kv)
 		}
 	}
-	return kept
+	return filtered
 }
 
 func waitHealthy(baseURL string, timeout time.Duration) error {
@@ -354,6 +355,7 @@ func manPagesBody(b *testing.B) string {
 		if err := cmd.Run(); err != nil {
 			manPagesErr = fmt.Errorf("make-real-batch: %w\n%s", err, stderr.String())
 		}
+		manPagesNote = strings.TrimSpace(stderr.String())
 	})
 	if manPagesSkip != "" {
 		b.Skip(manPagesSkip)
@@ -361,5 +363,6 @@ func manPagesBody(b *testing.B) string {
 	if manPagesErr != nil {
 		b.Fatal(manPagesErr)
 	}
+	b.Logf("make-real-batch: %s", manPagesNote)
 	return manPagesPath
 }
