@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -35,6 +36,11 @@ const insertChunk = 2000
 type Store struct {
 	write *sql.DB // exactly one connection: SQLite allows one writer
 	read  *sql.DB
+
+	// readStmts caches prepared statements of the hot read queries (list,
+	// get, key lookup), so SQLite does not parse their SQL on every call.
+	readStmtsMu sync.Mutex
+	readStmts   map[string]*sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -60,7 +66,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 
-	s := &Store{write: write, read: read}
+	s := &Store{write: write, read: read, readStmts: map[string]*sql.Stmt{}}
 	if err := s.dropStaging(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -107,7 +113,28 @@ func openDB(path string, immediate bool) (*sql.DB, error) {
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
+	s.readStmtsMu.Lock()
+	for _, stmt := range s.readStmts {
+		stmt.Close()
+	}
+	s.readStmtsMu.Unlock()
 	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+// readStmt returns the prepared read statement for query, preparing it on
+// first use.
+func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.readStmtsMu.Lock()
+	defer s.readStmtsMu.Unlock()
+	if stmt, ok := s.readStmts[query]; ok {
+		return stmt, nil
+	}
+	stmt, err := s.read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s.readStmts[query] = stmt
+	return stmt, nil
 }
 
 // dropStaging deletes batches that an earlier process started to create but
@@ -242,10 +269,16 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+const getBatchQuery = `SELECT ` + batchColumns + ` FROM batches
+	WHERE id = ? AND (? = '' OR workspace_id = ?)`
+
 // getBatch reads one batch, scoped to a workspace unless workspaceID is empty.
 func getBatch(ctx context.Context, q querier, workspaceID, id string) (batch.Batch, int64, error) {
-	row := q.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batches
-		WHERE id = ? AND (? = '' OR workspace_id = ?)`, id, workspaceID, workspaceID)
+	return scanBatchRow(q.QueryRowContext(ctx, getBatchQuery, id, workspaceID, workspaceID), id)
+}
+
+// scanBatchRow reads the result of getBatchQuery for batch id.
+func scanBatchRow(row *sql.Row, id string) (batch.Batch, int64, error) {
 	b, seq, err := scanBatch(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return batch.Batch{}, 0, store.ErrNotFound
@@ -258,7 +291,12 @@ func getBatch(ctx context.Context, q querier, workspaceID, id string) (batch.Bat
 
 // BatchGet implements [store.Store].
 func (s *Store) BatchGet(ctx context.Context, params store.BatchGetParams) (batch.Batch, error) {
-	b, _, err := getBatch(ctx, s.read, params.WorkspaceID, params.ID)
+	stmt, err := s.readStmt(ctx, getBatchQuery)
+	if err != nil {
+		return batch.Batch{}, fmt.Errorf("get batch %s: %w", params.ID, err)
+	}
+	row := stmt.QueryRowContext(ctx, params.ID, params.WorkspaceID, params.WorkspaceID)
+	b, _, err := scanBatchRow(row, params.ID)
 	return b, err
 }
 
@@ -292,13 +330,17 @@ func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (st
 		strings.Join(where, " AND ") + ` ORDER BY id ` + order + ` LIMIT ?`
 	args = append(args, params.Limit+1)
 
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	stmt, err := s.readStmt(ctx, query)
+	if err != nil {
+		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
+	}
+	rows, err := stmt.QueryContext(ctx, args...)
 	if err != nil {
 		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 	}
 	defer rows.Close()
 
-	var page store.BatchPage
+	page := store.BatchPage{Batches: make([]batch.Batch, 0, params.Limit+1)}
 	for rows.Next() {
 		b, _, err := scanBatch(rows)
 		if err != nil {
