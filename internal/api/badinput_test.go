@@ -32,6 +32,14 @@ func TestCreateRejectsBadBodies(t *testing.T) {
 		want   string // part of the message
 	}{
 		{"malformed JSON", `{"requests":[{"custom_id":"a",`, 400, "not valid JSON"},
+		{"cut after the array opens", `{"requests":[`, 400, "not valid JSON"},
+		{"cut after a request", `{"requests":[` + request("a", okParams), 400, "not valid JSON"},
+		{"cut after a comma", `{"requests":[` + request("a", okParams) + `,`, 400, "not valid JSON"},
+		{"cut before the object ends", `{"requests":[` + request("a", okParams) + `]`, 400,
+			"not valid JSON"},
+		{"cut after the key", `{"requests":`, 400, "not valid JSON"},
+		{"only an open brace", `{`, 400, "not valid JSON"},
+		{"empty object", `{}`, 400, "requests: field required"},
 		{"not an object", `[1,2]`, 400, "JSON object"},
 		{"empty body", ``, 400, "empty"},
 		{"requests not an array", `{"requests":"x"}`, 400, "requests: must be an array"},

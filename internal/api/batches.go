@@ -146,6 +146,11 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, c caller) error
 		})
 
 	if !started {
+		if errors.Is(err, store.ErrArchived) {
+			return newError(batch.ErrNotFound, "The results of message batch %s are no "+
+				"longer available: results are removed when their retention period ends. "+
+				"The batch itself stays readable.", id)
+		}
 		if err != nil {
 			return fromStore(err, id, fmt.Sprintf(
 				"Message batch %s has not ended yet; its results are available once its "+

@@ -82,8 +82,12 @@ func (s *Server) createError(err error) error {
 	}
 
 	var syntax *json.SyntaxError
-	if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.As(err, &syntax) {
 		return invalidf("The request body is not valid JSON: %v", err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return invalidf("The request body is not valid JSON: it ends before the JSON " +
+			"value is complete.")
 	}
 	return err
 }
@@ -144,16 +148,23 @@ func (s *Server) decodeRequests(body io.Reader) iter.Seq2[batch.NewRequest, erro
 
 // openRequests reads up to the first element of {"requests": [.
 func openRequests(dec *json.Decoder) error {
-	if err := expectDelim(dec, '{', "The request body must be a JSON object."); err != nil {
+	tok, err := dec.Token()
+	if err == io.EOF {
+		return invalidf("The request body is empty; it must be a JSON object.")
+	}
+	if err != nil {
 		return err
 	}
-	if !dec.More() {
-		return invalidf("requests: field required")
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return invalidf("The request body must be a JSON object.")
 	}
 
 	key, err := dec.Token()
 	if err != nil {
 		return err
+	}
+	if key == json.Delim('}') {
+		return invalidf("requests: field required")
 	}
 	if key != "requests" {
 		return invalidf("%v: unknown field; the body may only contain requests", key)
@@ -183,18 +194,19 @@ func closeRequests(dec *json.Decoder, count int) error {
 	if _, err := dec.Token(); err != nil { // '}'
 		return err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return invalidf("The request body must contain one JSON object and nothing after it.")
+	_, err := dec.Token()
+	switch {
+	case err == io.EOF:
+		return nil
+	case err != nil:
+		return err
 	}
-	return nil
+	return invalidf("The request body must contain one JSON object and nothing after it.")
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim, message string) error {
 	tok, err := dec.Token()
 	if err != nil {
-		if err == io.EOF {
-			return invalidf("The request body is empty; it must be a JSON object.")
-		}
 		return err
 	}
 	if d, ok := tok.(json.Delim); !ok || d != want {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,5 +183,8 @@ func TestRetentionArchivesResults(t *testing.T) {
 		t.Errorf("counts after archival = %+v, want 3 succeeded", archived.RequestCounts)
 	}
 	r := h.do("GET", "/v1/messages/batches/"+created.ID+"/results", nil, nil)
-	h.checkError(r, http.StatusNotFound, "not_found_error")
+	message := h.checkError(r, http.StatusNotFound, "not_found_error")
+	if !strings.Contains(message, "retention") {
+		t.Errorf("message %q does not say the results were removed by retention", message)
+	}
 }

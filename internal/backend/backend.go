@@ -117,3 +117,20 @@ func AsError(err error) *Error {
 	}
 	return &Error{Type: TypeAPI, Message: err.Error()}
 }
+
+type retryStopKey struct{}
+
+// WithRetryStop returns a context that carries stop. Backends that retry
+// failed attempts, such as the policy wrapper, call it before each further
+// attempt and give up, returning the last error, once it reports true. The
+// engine uses it to end retries of requests whose batch was canceled.
+func WithRetryStop(ctx context.Context, stop func() bool) context.Context {
+	return context.WithValue(ctx, retryStopKey{}, stop)
+}
+
+// RetryStopped reports whether the stop function in ctx, if any, asks that no
+// further attempt be made.
+func RetryStopped(ctx context.Context) bool {
+	stop, _ := ctx.Value(retryStopKey{}).(func() bool)
+	return stop != nil && stop()
+}

@@ -15,17 +15,16 @@ func ValidateCustomID(id string) error {
 		return fmt.Errorf("custom_id must not be empty")
 	}
 	if len(id) > MaxCustomIDLength {
-		return fmt.Errorf("custom_id is %d characters long, the maximum is %d",
+		return fmt.Errorf("custom_id is %d bytes long, the maximum is %d",
 			len(id), MaxCustomIDLength)
 	}
 
-	for i := 0; i < len(id); i++ {
-		c := id[i]
+	for _, c := range id {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '_' || c == '-'
 		if !ok {
-			return fmt.Errorf("custom_id %q contains %q; only letters, digits, '_' and '-' "+
-				"are allowed", id, c)
+			return fmt.Errorf("custom_id %q contains %q; only ASCII letters, digits, '_' "+
+				"and '-' are allowed", id, c)
 		}
 	}
 	return nil

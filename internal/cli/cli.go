@@ -36,7 +36,7 @@ func register(name, summary string, run func(context.Context, *env, []string) er
 }
 
 // errUsage marks a usage error that the command has already explained.
-var errUsage = errors.New("usage")
+var errUsage = errors.New("see the usage above")
 
 // Run runs the command named by args[0] and returns the exit code: 0 on
 // success, 1 on failure, 2 on a usage error.
@@ -62,7 +62,10 @@ func runWithEnv(ctx context.Context, args []string, e *env) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp), err == errUsage:
+		return 2
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(e.stderr, "batchd %s: %v\n", args[0], err)
 		return 2
 	default:
 		fmt.Fprintf(e.stderr, "batchd %s: %v\n", args[0], err)

@@ -165,14 +165,28 @@ func batchPath(id string, parts ...string) string {
 	return p
 }
 
-// parseFlags parses args with fs. The flag package has already reported a
-// bad flag and printed the usage, so the error only sets the exit code.
+// parseFlags parses args with fs, accepting flags before and after the
+// positional arguments, as in "batchd results ID -o FILE". fs.Args() then
+// returns the positional arguments in order. The flag package has already
+// reported a bad flag and printed the usage, so the error only sets the exit
+// code.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return err
+	var positional []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		if err != nil {
+			return errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return fmt.Errorf("%w: %w", errUsage, err)
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 // oneID parses a command line of flags and exactly one batch id.

@@ -286,3 +286,23 @@ func TestDetectForm(t *testing.T) {
 func newBufReader(s string) *bufio.Reader {
 	return bufio.NewReader(strings.NewReader(s))
 }
+
+func TestParseFlagsAfterArguments(t *testing.T) {
+	e := &env{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	fs := newFlagSet(e, "results", "ID [-o FILE]")
+	out := fs.String("o", "", "output file")
+	verbose := fs.Bool("v", false, "verbose")
+
+	if err := parseFlags(fs, []string{"msgbatch_1", "-o", "r.jsonl", "-v", "-"}); err != nil {
+		t.Fatalf("parseFlags: %v", err)
+	}
+	if *out != "r.jsonl" {
+		t.Errorf("-o = %q, want r.jsonl", *out)
+	}
+	if !*verbose {
+		t.Error("-v after the id was not parsed")
+	}
+	if got := fs.Args(); len(got) != 2 || got[0] != "msgbatch_1" || got[1] != "-" {
+		t.Errorf("arguments = %q, want [msgbatch_1 -]", got)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -76,7 +77,16 @@ func (k *keyFlags) Set(value string) error {
 	key, workspace, ok := strings.Cut(value, "=")
 	key, workspace = strings.TrimSpace(key), strings.TrimSpace(workspace)
 	if !ok || key == "" || workspace == "" {
-		return fmt.Errorf("want KEY=WORKSPACE_ID, got %q", redact(value))
+		return fmt.Errorf("want KEY=WORKSPACE_ID with neither part empty, got %q", redact(value))
+	}
+	if strings.ContainsAny(workspace, " \t=,") {
+		return fmt.Errorf("workspace id %q must not contain spaces, '=' or ','", workspace)
+	}
+	for _, earlier := range *k {
+		if earlier.key == key && earlier.workspaceID != workspace {
+			return fmt.Errorf("key %q is given for two workspaces, %s and %s",
+				redact(key), earlier.workspaceID, workspace)
+		}
 	}
 	*k = append(*k, keyAssignment{key: key, workspaceID: workspace})
 	return nil
@@ -92,6 +102,8 @@ func redact(value string) string {
 
 func parseServeFlags(e *env, args []string) (serveConfig, error) {
 	cfg := serveConfig{expiry: api.ExpiryDefault, retention: engine.RetentionDefault}
+	cfg.engine.Lease = engine.LeaseDefault
+	cfg.engine.ShutdownGrace = engine.ShutdownGraceDefault
 	fs := newFlagSet(e, "serve", "[flags]")
 
 	fs.StringVar(&cfg.addr, "addr", addrDefault,
@@ -123,13 +135,12 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 	fs.IntVar(&cfg.engine.Concurrency, "concurrency", engine.ConcurrencyDefault,
 		"maximum number of model calls in flight")
 	fs.Var(durationFlag{&cfg.engine.Lease}, "lease",
-		"`DURATION` a node holds a claimed request before another node may take it "+
-			"(default 30s)")
+		"`DURATION` a node holds a claimed request before another node may take it")
 	fs.Var(durationFlag{&cfg.engine.ShutdownGrace}, "shutdown-grace",
-		"`DURATION` model calls in flight may go on after SIGTERM (default 30s)")
+		"`DURATION` model calls in flight may go on after SIGTERM")
 
 	fs.Var(durationFlag{&cfg.testModel.Latency}, "test-model-latency",
-		"`DURATION` the test model takes per request (default 0)")
+		"`DURATION` the test model takes per request")
 	fs.Float64Var(&cfg.testModel.OverloadedRate, "test-model-overloaded-rate", 0,
 		"share of test model calls, 0 to 1, that fail with overloaded_error")
 	fs.Float64Var(&cfg.testModel.RateLimitRate, "test-model-rate-limit-rate", 0,
@@ -375,7 +386,7 @@ func generateKey(ctx context.Context, st store.Store, path string, now time.Time
 func printConnection(e *env, cfg serveConfig, addr net.Addr, generatedKey string) {
 	base := cfg.publicURL
 	if base == "" {
-		base = "http://" + addr.String()
+		base = "http://" + reachableAddr(addr)
 	}
 	fmt.Fprintf(e.stdout, "ANTHROPIC_BASE_URL=%s\n", base)
 	if generatedKey != "" {
@@ -386,13 +397,23 @@ func printConnection(e *env, cfg serveConfig, addr net.Addr, generatedKey string
 	}
 }
 
+// reachableAddr returns addr as a client on this machine can dial it: an
+// unspecified listen address such as 0.0.0.0 or [::] becomes 127.0.0.1.
+func reachableAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+}
+
 // durationFlag is a time.Duration flag that also accepts whole days, such
 // as 29d, because retention windows are usually stated in days.
 type durationFlag struct{ d *time.Duration }
 
 func (f durationFlag) String() string {
-	if f.d == nil {
-		return ""
+	if f.d == nil || *f.d == 0 {
+		return "" // the flag package then prints no default
 	}
 	return f.d.String()
 }

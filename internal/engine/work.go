@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/batchd/batchd/internal/backend"
@@ -37,7 +38,12 @@ func (e *Engine) runJob(runCtx, callCtx context.Context, work *queue, j job,
 		results <- batch.Result{BatchID: req.BatchID, Index: req.Index, Fence: req.Fence,
 			Outcome: stop}
 	default:
-		results <- e.execute(callCtx, req, j.model)
+		res, ok := e.execute(callCtx, req, j.model)
+		if ok {
+			results <- res
+		} else {
+			e.release(req.BatchID, 1)
+		}
 	}
 
 	if j.group != "" {
@@ -58,28 +64,41 @@ func (e *Engine) enqueue(work *queue, j job) {
 	}
 }
 
-// execute validates one request and sends it to the backend.
-func (e *Engine) execute(ctx context.Context, req batch.Request, model string) batch.Result {
+// execute validates one request and sends it to the backend. It reports
+// false, with no result, when the engine's shutdown cut the call off: the
+// request keeps its claim and runs again after a restart or on another node.
+func (e *Engine) execute(ctx context.Context, req batch.Request, model string) (batch.Result, bool) {
 	result := batch.Result{BatchID: req.BatchID, Index: req.Index, Fence: req.Fence}
 
 	if err := messages.Validate(req.Params); err != nil {
-		return e.errored(ctx, result, req, err)
+		return e.errored(ctx, result, req, err), true
 	}
 
-	resp, err := e.backend.Send(ctx, backend.Request{
+	// Once the batch is canceling or expired, a failed attempt is final:
+	// retry wrappers check this before each further attempt.
+	sendCtx := backend.WithRetryStop(ctx, func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		_, stopping := e.stopping[req.BatchID]
+		return stopping
+	})
+	resp, err := e.backend.Send(sendCtx, backend.Request{
 		BatchID:  req.BatchID,
 		CustomID: req.CustomID,
 		Params:   req.Params,
 		Model:    model,
 		Betas:    req.Betas,
 	})
+	if err != nil && errors.Is(context.Cause(ctx), errStopped) {
+		return batch.Result{}, false
+	}
 	if err != nil {
-		return e.errored(ctx, result, req, err)
+		return e.errored(ctx, result, req, err), true
 	}
 
 	result.Outcome = batch.OutcomeSucceeded
 	result.Body = resp.Message
-	return result
+	return result, true
 }
 
 func (e *Engine) errored(ctx context.Context, result batch.Result, req batch.Request,

@@ -17,6 +17,10 @@ import (
 // another workspace. It wraps [batch.ErrNotFound].
 var ErrNotFound = fmt.Errorf("store: %w", batch.ErrNotFound)
 
+// ErrArchived is returned for the results of a batch that retention has
+// archived. It wraps [ErrNotFound].
+var ErrArchived = fmt.Errorf("results archived: %w", ErrNotFound)
+
 // ErrWrongState is returned when an operation does not fit the batch's status:
 // cancel of an ended batch, delete or results of a batch that has not ended.
 // It wraps [batch.ErrInvalidRequest].
@@ -105,7 +109,7 @@ type Store interface {
 	// ResultList calls fn once for every request of an ended batch, in the
 	// order the requests were submitted. body is only valid during the call.
 	// A batch that has not ended gives [ErrWrongState]; an archived one gives
-	// [ErrNotFound].
+	// [ErrArchived].
 	ResultList(ctx context.Context, params ResultListParams,
 		fn func(customID string, outcome batch.Outcome, body []byte) error) error
 

@@ -105,6 +105,10 @@ func (p *Policy) Send(ctx context.Context, req backend.Request) (backend.Respons
 		case ctx.Err() != nil:
 			// The caller's context ended, so a retry could not be sent.
 			return backend.Response{}, err
+		case backend.RetryStopped(ctx):
+			// The caller no longer wants the request, as when its batch
+			// was canceled: the failed attempt is its last.
+			return backend.Response{}, err
 		case attempt >= p.cfg.MaxAttempts:
 			p.exhaustions.Add(1)
 			p.logger.WarnContext(ctx, "backend request failed on its last attempt",

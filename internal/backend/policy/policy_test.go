@@ -191,6 +191,28 @@ func TestSendMaxAttemptsOneDisablesRetries(t *testing.T) {
 	}
 }
 
+func TestSendStopsRetryingWhenAsked(t *testing.T) {
+	t.Parallel()
+
+	inner := &scripted{script: []error{overloaded(), overloaded(), overloaded()}}
+	f := newFixture(t, inner, Config{MaxAttempts: 5})
+
+	stopped := false
+	ctx := backend.WithRetryStop(t.Context(), func() bool { return stopped })
+	stopped = true // as when the batch is canceled during the first attempt
+
+	_, err := f.policy.Send(ctx, testRequest())
+	if backend.AsError(err).Type != backend.TypeOverloaded {
+		t.Errorf("got error %v, want the first attempt's overloaded_error", err)
+	}
+	if got := inner.callCount(); got != 1 {
+		t.Errorf("got %d calls, want 1", got)
+	}
+	if got := len(f.sleeper.Waits()); got != 0 {
+		t.Errorf("got %d waits, want none", got)
+	}
+}
+
 func TestSendDoesNotRetryPermanentErrors(t *testing.T) {
 	t.Parallel()
 

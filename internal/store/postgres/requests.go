@@ -213,7 +213,7 @@ func (s *Store) ResultList(ctx context.Context, params store.ResultListParams,
 		}
 		if b.Archived() {
 			return fmt.Errorf("the results of batch %s were removed on %s: %w",
-				b.ID, b.ArchivedAt.Format("2006-01-02"), store.ErrNotFound)
+				b.ID, b.ArchivedAt.Format("2006-01-02"), store.ErrArchived)
 		}
 
 		rows, err := tx.Query(ctx, `SELECT custom_id, outcome, result FROM requests

@@ -215,7 +215,7 @@ func (s *Store) ResultList(ctx context.Context, params store.ResultListParams,
 	}
 	if b.Archived() {
 		return fmt.Errorf("the results of batch %s were removed on %s: %w",
-			b.ID, b.ArchivedAt.Format("2006-01-02"), store.ErrNotFound)
+			b.ID, b.ArchivedAt.Format("2006-01-02"), store.ErrArchived)
 	}
 
 	low, high := ridRange(seq)

@@ -698,8 +698,8 @@ func testArchiveRemovesResults(t *testing.T, s store.Store) {
 	if got.RequestCounts().Succeeded != 2 {
 		t.Errorf("counts after archive = %+v, want 2 succeeded kept", got.RequestCounts())
 	}
-	if _, err := f.results("w", old.ID); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("results after archive: error = %v, want ErrNotFound", err)
+	if _, err := f.results("w", old.ID); !errors.Is(err, store.ErrArchived) {
+		t.Errorf("results after archive: error = %v, want ErrArchived", err)
 	}
 	if lines, err := f.results("w", young.ID); err != nil || len(lines) != 1 {
 		t.Errorf("results of the young batch = %d lines, %v; want 1 line", len(lines), err)

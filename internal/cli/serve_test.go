@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeyFlagsRejectConflicts(t *testing.T) {
+	var keys keyFlags
+	if err := keys.Set("k1=wrkspc_a"); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if err := keys.Set("k1=wrkspc_a"); err != nil {
+		t.Errorf("repeating the same assignment: %v", err)
+	}
+	for _, bad := range []string{"k1=wrkspc_b", "k2", "k2=", "=wrkspc_a", "k3=a=b", "k4=wrk spc"} {
+		if err := keys.Set(bad); err == nil {
+			t.Errorf("Set(%q) succeeded, want an error", bad)
+		}
+	}
+	if len(keys) != 2 {
+		t.Errorf("%d keys stored, want 2", len(keys))
+	}
+}
+
+func TestReachableAddrUnspecified(t *testing.T) {
+	cases := map[string]string{
+		"0.0.0.0:8080":   "127.0.0.1:8080",
+		"[::]:9000":      "127.0.0.1:9000",
+		"127.0.0.1:8080": "127.0.0.1:8080",
+	}
+	for in, want := range cases {
+		addr, err := net.ResolveTCPAddr("tcp", in)
+		if err != nil {
+			t.Fatalf("resolve %s: %v", in, err)
+		}
+		if got := reachableAddr(addr); got != want {
+			t.Errorf("reachableAddr(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestParseDurationDays(t *testing.T) {
+	for in, want := range map[string]time.Duration{"29d": 29 * 24 * time.Hour, "90s": 90 * time.Second} {
+		got, err := parseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"d", "-1h", "1.5d", "soon"} {
+		if _, err := parseDuration(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("parseDuration(%q) error = %v, want one naming the value", bad, err)
+		}
+	}
+}
