@@ -13,49 +13,44 @@ func init() {
 	register("delete", "delete a batch that has ended, with its results", runDelete)
 }
 
-func runGet(ctx context.Context, e *env, args []string) error {
-	var cf clientFlags
-	var asJSON bool
-	fs := newFlagSet(e, "get", "[flags] BATCH_ID")
-	cf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print the batch object as received")
-	id, err := oneID(e, fs, args)
-	if err != nil {
-		return err
-	}
+// batchCall is one SDK call on a single batch.
+type batchCall func(ctx context.Context, client anthropic.Client, id string) (*anthropic.MessageBatch, error)
 
-	client, err := cf.newClient(e)
-	if err != nil {
-		return err
+// runOnBatch returns a command that parses flags and one batch id, makes
+// call, and prints the batch it returns.
+func runOnBatch(name string, call batchCall) func(context.Context, *env, []string) error {
+	return func(ctx context.Context, e *env, args []string) error {
+		var cf clientFlags
+		var asJSON bool
+		fs := newFlagSet(e, name, "[flags] BATCH_ID")
+		cf.register(fs)
+		fs.BoolVar(&asJSON, "json", false, "print the batch object as received")
+		id, err := oneID(e, fs, args)
+		if err != nil {
+			return err
+		}
+
+		client, err := cf.newClient(e)
+		if err != nil {
+			return err
+		}
+		b, err := call(ctx, client, id)
+		if err != nil {
+			return describe(err)
+		}
+		return showBatch(e, b, asJSON)
 	}
-	b, err := client.Messages.Batches.Get(ctx, id, anthropic.MessageBatchGetParams{})
-	if err != nil {
-		return describe(err)
-	}
-	return showBatch(e, b, asJSON)
 }
 
-func runCancel(ctx context.Context, e *env, args []string) error {
-	var cf clientFlags
-	var asJSON bool
-	fs := newFlagSet(e, "cancel", "[flags] BATCH_ID")
-	cf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print the batch object as received")
-	id, err := oneID(e, fs, args)
-	if err != nil {
-		return err
-	}
+var runGet = runOnBatch("get",
+	func(ctx context.Context, client anthropic.Client, id string) (*anthropic.MessageBatch, error) {
+		return client.Messages.Batches.Get(ctx, id, anthropic.MessageBatchGetParams{})
+	})
 
-	client, err := cf.newClient(e)
-	if err != nil {
-		return err
-	}
-	b, err := client.Messages.Batches.Cancel(ctx, id, anthropic.MessageBatchCancelParams{})
-	if err != nil {
-		return describe(err)
-	}
-	return showBatch(e, b, asJSON)
-}
+var runCancel = runOnBatch("cancel",
+	func(ctx context.Context, client anthropic.Client, id string) (*anthropic.MessageBatch, error) {
+		return client.Messages.Batches.Cancel(ctx, id, anthropic.MessageBatchCancelParams{})
+	})
 
 func runDelete(ctx context.Context, e *env, args []string) error {
 	var cf clientFlags
