@@ -28,7 +28,7 @@ const (
 	ConcurrencyDefault         = 64
 	ClaimSizeDefault           = 500
 	LeaseDefault               = 30 * time.Second
-	PollIntervalDefault        = 250 * time.Millisecond
+	PollIntervalDefault        = 100 * time.Millisecond
 	MaintenanceIntervalDefault = time.Minute
 	RetentionDefault           = 29 * 24 * time.Hour
 	ShutdownGraceDefault       = 30 * time.Second
