@@ -4,7 +4,7 @@ import "errors"
 
 // Error kinds. Code anywhere in batchd wraps one of these with %w and a
 // message for the client. The API maps each kind to an HTTP status and an
-// error type in one table, so a kind decides the answer a client sees.
+// error type in one table, so a kind decides the response a client gets.
 var (
 	ErrInvalidRequest = errors.New("invalid request")
 	ErrAuthentication = errors.New("authentication failed")

@@ -20,7 +20,8 @@ type System struct{}
 // Now returns the current wall-clock time in UTC.
 func (System) Now() time.Time { return time.Now().UTC() }
 
-// Fake is a clock that moves only when told to. It is safe for concurrent use.
+// Fake is a clock that moves only when Advance or Set moves it. It is safe for
+// concurrent use.
 type Fake struct {
 	mu  sync.Mutex
 	now time.Time
