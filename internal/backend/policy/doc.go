@@ -32,11 +32,14 @@
 // success or error, and holds new sends (they wait, holding their slot) in
 // three cases:
 //
-//   - Requests: the last report gave R requests remaining and a reset time
-//     in the future. Each send started since that report counts against R.
-//     Once R minus those sends is at most RequestsReserve, new sends wait
-//     until the reset time. The newest report always replaces older ones,
-//     and a report whose reset time has passed no longer holds anything.
+//   - Requests: the report in use gave R requests remaining and a reset time
+//     in the future. It came with the response to one send; every send
+//     started after that one counts against R, since the server may not
+//     have counted it. Once R minus those sends is at most RequestsReserve,
+//     new sends wait until the reset time. A report replaces the one in use
+//     unless it answers an earlier send in the same window (responses
+//     arrive out of order), and a report whose reset time has passed no
+//     longer holds anything.
 //   - Tokens: the last report gave at most TokensReserve tokens remaining
 //     and a reset time in the future. New sends wait until that reset time.
 //     Sends do not count against tokens, because the policy cannot tell how many

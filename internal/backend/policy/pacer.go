@@ -18,8 +18,12 @@ type pacer struct {
 	// requestsRemaining is the last reported count, or -1 when unknown.
 	requestsRemaining int64
 	requestsReset     time.Time
-	// sentSinceReport counts the sends admitted since the last report.
-	sentSinceReport int64
+	// sent numbers the sends admitted so far; reportSeq is the number of the
+	// send whose response carried the report in use. The server counted that
+	// send and, most likely, the ones before it, so sends numbered above
+	// reportSeq are the ones the report may not include yet.
+	sent      int64
+	reportSeq int64
 
 	tokensRemaining int64
 	tokensReset     time.Time
@@ -39,8 +43,9 @@ func newPacer(cfg Config) *pacer {
 }
 
 // admit returns how long a send must wait at now, or 0 when it may go. A
-// send that may go is counted against the requests remaining.
-func (p *pacer) admit(now time.Time) time.Duration {
+// send that may go is counted against the requests remaining, and its number
+// is returned for observe.
+func (p *pacer) admit(now time.Time) (time.Duration, int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
@@ -50,7 +55,7 @@ func (p *pacer) admit(now time.Time) time.Duration {
 	}
 
 	requestsKnown := p.requestsRemaining >= 0 && now.Before(p.requestsReset)
-	if requestsKnown && p.requestsRemaining-p.sentSinceReport <= p.requestsReserve {
+	if requestsKnown && p.requestsRemaining-(p.sent-p.reportSeq) <= p.requestsReserve {
 		until = later(until, p.requestsReset)
 	}
 
@@ -60,26 +65,30 @@ func (p *pacer) admit(now time.Time) time.Duration {
 	}
 
 	if !until.IsZero() {
-		return until.Sub(now)
+		return until.Sub(now), 0
 	}
-	if requestsKnown {
-		p.sentSinceReport++
-	}
-	return 0
+	p.sent++
+	return 0, p.sent
 }
 
-// observe records the rate-limit report of a response received at now. The
-// newest report replaces the previous one. Reset times further than maxHold
-// ahead are cut to maxHold from now.
-func (p *pacer) observe(now time.Time, lim backend.Limits) {
+// observe records the rate-limit report of the response to send seq,
+// received at now. A report replaces the one in use unless it answers an
+// earlier send in the same window, because responses can arrive out of order
+// and an older report would count too few requests. Reset times further than
+// maxHold ahead are cut to maxHold from now.
+func (p *pacer) observe(now time.Time, lim backend.Limits, seq int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
 	latest := now.Add(p.maxHold)
 	if lim.RequestsRemaining >= 0 && !lim.RequestsReset.IsZero() {
-		p.requestsRemaining = lim.RequestsRemaining
-		p.requestsReset = earlier(lim.RequestsReset, latest)
-		p.sentSinceReport = 0
+		reset := earlier(lim.RequestsReset, latest)
+		stale := seq < p.reportSeq && !reset.After(p.requestsReset)
+		if !stale {
+			p.requestsRemaining = lim.RequestsRemaining
+			p.requestsReset = reset
+			p.reportSeq = seq
+		}
 	}
 	if lim.TokensRemaining >= 0 && !lim.TokensReset.IsZero() {
 		p.tokensRemaining = lim.TokensRemaining

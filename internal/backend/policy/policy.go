@@ -149,7 +149,8 @@ func (p *Policy) attempt(
 		return backend.Response{}, stopError("wait for a concurrency slot", err, lastErr)
 	}
 
-	if err := p.pace(ctx); err != nil {
+	seq, err := p.pace(ctx)
+	if err != nil {
 		p.limiter.release(epoch, outcomeNeutral)
 		return backend.Response{}, stopError("wait for the rate limit to reset", err, lastErr)
 	}
@@ -159,33 +160,34 @@ func (p *Policy) attempt(
 	resp, err := p.inner.Send(attemptCtx, req)
 	cancel()
 
-	p.record(ctx, epoch, resp, err)
+	p.record(ctx, epoch, seq, resp, err)
 	return resp, err
 }
 
-// pace waits until the pacer admits a send.
-func (p *Policy) pace(ctx context.Context) error {
+// pace waits until the pacer admits a send and returns the send's number.
+func (p *Policy) pace(ctx context.Context) (int64, error) {
 	for {
-		wait := p.pacer.admit(p.clock.Now())
+		wait, seq := p.pacer.admit(p.clock.Now())
 		if wait <= 0 {
-			return nil
+			return seq, nil
 		}
 
 		p.pacedWaits.Add(1)
 		p.logger.DebugContext(ctx, "holding send until the rate limit resets",
 			slog.Int64("wait_ms", wait.Milliseconds()))
 		if err := p.cfg.Sleeper.Sleep(ctx, wait); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }
 
 // record frees the attempt's slot and feeds its result to the limiter and
 // the pacer.
-func (p *Policy) record(ctx context.Context, epoch uint64, resp backend.Response, err error) {
+func (p *Policy) record(ctx context.Context, epoch uint64, seq int64, resp backend.Response,
+	err error) {
 	if err == nil {
 		if hasReport(resp.Limits) {
-			p.pacer.observe(p.clock.Now(), resp.Limits)
+			p.pacer.observe(p.clock.Now(), resp.Limits, seq)
 		}
 		p.limiter.release(epoch, outcomeSuccess)
 		return
@@ -193,7 +195,7 @@ func (p *Policy) record(ctx context.Context, epoch uint64, resp backend.Response
 
 	be := backend.AsError(err)
 	now := p.clock.Now()
-	p.pacer.observe(now, be.Limits)
+	p.pacer.observe(now, be.Limits, seq)
 	if be.Type == backend.TypeRateLimit && be.RetryAfter > 0 {
 		p.pacer.holdFor(now, be.RetryAfter)
 	}
