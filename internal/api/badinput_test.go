@@ -230,7 +230,7 @@ func TestAcceptedHeaderForms(t *testing.T) {
 	}
 }
 
-// recordingBackend records the params it receives and answers with a fixed
+// recordingBackend records the params it receives and returns a fixed
 // message.
 type recordingBackend struct {
 	mu     sync.Mutex

@@ -50,7 +50,7 @@ var errorKinds = []struct {
 	{batch.ErrOverloaded, 529, "overloaded_error"},
 }
 
-// retryAfterOverloaded is the wait sent with 429 and 529 answers.
+// retryAfterOverloaded is the wait sent with 429 and 529 responses.
 const retryAfterOverloaded = 5 * time.Second
 
 type errorBody struct {

@@ -106,7 +106,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 }
 
 // client returns an official Go SDK client for the workspace of key. Every
-// answer it receives is checked against the OpenAPI schemas.
+// response it receives is checked against the OpenAPI schemas.
 func (h *harness) client(key string) anthropic.Client {
 	return anthropic.NewClient(
 		option.WithBaseURL(h.url),
@@ -155,7 +155,7 @@ func (h *harness) validateAnswer(req *http.Request, next option.MiddlewareNext) 
 	return resp, nil
 }
 
-// response is one raw HTTP answer.
+// response is one raw HTTP response.
 type response struct {
 	status int
 	header http.Header

@@ -167,7 +167,7 @@ func TestSDKCancelDeleteAcrossWorkspaces(t *testing.T) {
 
 	created := h.decodeBatch(h.do("POST", "/v1/messages/batches", createBody(3), nil))
 
-	// Another workspace sees nothing: 404 for every operation.
+	// Another workspace gets 404 for every operation.
 	_, err := b.Messages.Batches.Get(ctx, created.ID, anthropic.MessageBatchGetParams{})
 	checkSDKStatus(t, err, http.StatusNotFound, "get from workspace b")
 	_, err = b.Messages.Batches.Cancel(ctx, created.ID, anthropic.MessageBatchCancelParams{})

@@ -1,5 +1,5 @@
 // Package backend defines the interface between batchd's engine and the model
-// servers that answer each request of a batch. Implementations live in
+// servers that respond to each request of a batch. Implementations live in
 // subpackages: testmodel (built in, deterministic), anthropic and openai.
 package backend
 
@@ -27,12 +27,12 @@ type Request struct {
 	Betas []string
 }
 
-// Response is a model's successful answer.
+// Response is a model's successful response.
 type Response struct {
 	// Message is the Messages API response body, a Message object.
 	Message json.RawMessage
 
-	// Limits is what the server reported about its rate limits, if anything.
+	// Limits is the server's report on its rate limits, if it sent one.
 	Limits Limits
 }
 
@@ -79,11 +79,11 @@ type Error struct {
 	Type string
 	// Message is the human-readable explanation.
 	Message string
-	// StatusCode is the HTTP status the model server answered with, or 0.
+	// StatusCode is the HTTP status of the model server's response, or 0.
 	StatusCode int
 	// RetryAfter is how long the server asked the caller to wait, or 0.
 	RetryAfter time.Duration
-	// Limits is what the server reported about its rate limits.
+	// Limits is the server's report on its rate limits.
 	Limits Limits
 }
 
@@ -113,7 +113,7 @@ func AsError(err error) *Error {
 		return be
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Type: TypeTimeout, Message: "the model did not answer in time: " + err.Error()}
+		return &Error{Type: TypeTimeout, Message: "the model did not respond in time: " + err.Error()}
 	}
 	return &Error{Type: TypeAPI, Message: err.Error()}
 }
@@ -128,7 +128,7 @@ func WithRetryStop(ctx context.Context, stop func() bool) context.Context {
 	return context.WithValue(ctx, retryStopKey{}, stop)
 }
 
-// RetryStopped reports whether the stop function in ctx, if any, asks that no
+// RetryStopped reports whether the stop function in ctx, if any, requests that no
 // further attempt be made.
 func RetryStopped(ctx context.Context) bool {
 	stop, _ := ctx.Value(retryStopKey{}).(func() bool)

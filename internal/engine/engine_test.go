@@ -230,7 +230,7 @@ func TestEngineRestartRunsUnfinishedWork(t *testing.T) {
 	b := createBatch(t, st, clk, 50)
 
 	// The first engine's backend hangs until its call is canceled, as a model
-	// that never answers would.
+	// that never responds would.
 	var started atomic.Int64
 	hang := funcBackend(func(ctx context.Context, req backend.Request) (backend.Response, error) {
 		started.Add(1)

@@ -91,7 +91,7 @@ type received struct {
 	body   []byte
 }
 
-// fakeUpstream starts a loopback server that records each request and answers
+// fakeUpstream starts a loopback server that records each request and responds
 // with reply. It returns the server and a function that returns the requests
 // received so far.
 func fakeUpstream(t *testing.T, reply http.HandlerFunc) (*httptest.Server, func() []received) {

@@ -310,7 +310,7 @@ func TestHangPastTimeout(t *testing.T) {
 		s := runScenarioWith(t, cfg,
 			policy+"retry: {max_attempts: 2, base_delay: 1ms, max_delay: 2ms}", budget, func(w http.ResponseWriter, r *http.Request, c call) answer { return hang(r) })
 
-		s.checkAllErrored(t, budget, "timeout_error", "the model did not answer in time…")
+		s.checkAllErrored(t, budget, "timeout_error", "the model did not respond in time…")
 		checkAbandoned(t, s, budget)
 	})
 }

@@ -301,7 +301,7 @@ type call struct {
 	answer
 }
 
-// answer is the reply that a fake upstream sent for a call.
+// answer is the response that a fake upstream sent for a call.
 type answer struct {
 	// status is the HTTP status sent, or 0 when no reply was sent.
 	status int

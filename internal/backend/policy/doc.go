@@ -37,7 +37,7 @@
 //     started after that one counts against R, since the server may not
 //     have counted it. Once R minus those sends is at most RequestsReserve,
 //     new sends wait until the reset time. A report replaces the one in use
-//     unless it answers an earlier send in the same window (responses
+//     unless it belongs to an earlier send in the same window (responses
 //     arrive out of order), and a report whose reset time has passed no
 //     longer holds anything.
 //   - Tokens: the last report gave at most TokensReserve tokens remaining

@@ -72,7 +72,7 @@ func (p *pacer) admit(now time.Time) (time.Duration, int64) {
 }
 
 // observe records the rate-limit report of the response to send seq,
-// received at now. A report replaces the one in use unless it answers an
+// received at now. A report replaces the one in use unless it belongs to an
 // earlier send in the same window, because responses can arrive out of order
 // and an older report would count too few requests. Reset times further than
 // maxHold ahead are cut to maxHold from now.

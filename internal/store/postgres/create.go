@@ -103,7 +103,7 @@ func (s *Store) writeCreate(ctx context.Context, seq int64,
 	return s.publish(ctx, seq, count, params)
 }
 
-// errReplayed tells BatchCreate that publish found an earlier batch with the
+// errReplayed signals to BatchCreate that publish found an earlier batch with the
 // same idempotency key, so the staged rows must go.
 var errReplayed = errors.New("replayed")
 
