@@ -351,13 +351,17 @@ func TestEngineRenewsLeases(t *testing.T) {
 		sends[req.CustomID]++
 		mu.Unlock()
 		select {
-		case <-time.After(600 * time.Millisecond):
+		case <-time.After(3 * time.Second):
 		case <-ctx.Done():
 			return backend.Response{}, ctx.Err()
 		}
 		return backend.Response{Message: json.RawMessage(message)}, nil
 	})
-	cfg := engine.Config{Concurrency: 4, Lease: 150 * time.Millisecond,
+	// Each call outlasts the lease two and a half times, so without renewal
+	// the second engine would take every claim over. Renewal runs every 400 ms
+	// and may slip by up to 800 ms before a claim lapses: wide enough for a
+	// loaded CI machine running the race detector.
+	cfg := engine.Config{Concurrency: 4, Lease: 1200 * time.Millisecond,
 		PollInterval: 10 * time.Millisecond}
 
 	ctx, cancel := context.WithCancel(context.Background())
