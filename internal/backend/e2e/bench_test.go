@@ -109,91 +109,127 @@ func (u *fakeUpstream) peakInFlight() int {
 	return u.maxInFlight
 }
 
-// BenchmarkRateLimitGoodput runs a batch of 400 requests through the chain
-// against a fake Anthropic server that accepts 100 calls in each fixed 2s
-// window (a short stand-in for a per-minute limit) and returns 429 beyond
-// them, each call taking 50ms. The engine and the backend allow 64 calls in
-// flight, and retries use the defaults (5 attempts, 1s base delay). One op
-// is one batch, 8s at least.
+// BenchmarkRateLimitGoodput runs a batch through the chain against a fake
+// Anthropic server that accepts a fixed number of calls in each fixed window
+// and returns 429 beyond them, each accepted call taking 50ms. The engine and
+// the backend allow 64 calls in flight, and retries use the defaults (5
+// attempts, 1s base delay). Two limits:
+//
+//   - window=1m: 300 calls a minute, as a real per-minute limit; a batch of
+//     750 requests, so that two windows are used in full. One op takes two
+//     minutes at least.
+//   - window=2s: 100 calls in each 2s window, a short stand-in that crosses
+//     more window edges per second; a batch of 400 requests, 8s at least.
 //
 // Variants: "headers" sends anthropic-ratelimit-requests-* on every reply
 // and retry-after on each 429; "retry-after" sends only the retry-after;
-// "none" sends a bare 429.
+// "none" sends a bare 429 (2s window only: with a minute's window, bare
+// 429s use up the retries of most requests).
 //
 // Metrics: goodput, the mean number of successes per window over the windows
 // before the last one used, as a fraction of the limit; rejected, the
 // fraction of calls rejected with 429; failed, the fraction of requests that
 // errored after their last attempt; windows, the windows used.
 func BenchmarkRateLimitGoodput(b *testing.B) {
+	limits := []struct {
+		name      string
+		perWindow int
+		window    time.Duration
+		requests  int
+		variants  []string
+	}{
+		{"window=1m", 300, time.Minute, 750, []string{"headers", "retry-after"}},
+		{"window=2s", 100, 2 * time.Second, 400, []string{"headers", "retry-after", "none"}},
+	}
+	for _, l := range limits {
+		for _, variant := range l.variants {
+			b.Run(l.name+"/"+variant, func(b *testing.B) {
+				benchRateLimit(b, l.perWindow, l.window, l.requests, variant)
+			})
+		}
+	}
+}
+
+// rateLimitRun is the outcome of one batch against a windowed limit.
+type rateLimitRun struct {
+	goodput, rejected, failed, windows float64
+}
+
+func benchRateLimit(b *testing.B, perWindow int, window time.Duration, requests int,
+	variant string) {
+	var sum rateLimitRun
+	for range b.N {
+		limit := &windowLimit{limit: perWindow, window: window}
+		run := runRateLimit(b, limit, requests, variant)
+		sum.goodput += run.goodput
+		sum.rejected += run.rejected
+		sum.failed += run.failed
+		sum.windows += run.windows
+	}
+
+	n := float64(b.N)
+	b.ReportMetric(sum.goodput/n, "goodput")
+	b.ReportMetric(sum.rejected/n, "rejected")
+	b.ReportMetric(sum.failed/n, "failed")
+	b.ReportMetric(sum.windows/n, "windows")
+}
+
+// runRateLimit runs one batch of requests against a fake server that
+// enforces limit and replies 429 with the hints that variant names.
+func runRateLimit(b *testing.B, limit *windowLimit, requests int, variant string) rateLimitRun {
 	const (
-		perWindow   = 100
-		window      = 2 * time.Second
-		requests    = 4 * perWindow
 		latency     = 50 * time.Millisecond
 		concurrency = 64
 	)
+	var mu sync.Mutex
+	perWindowOK := map[int64]int{}
 
-	for _, variant := range []string{"headers", "retry-after", "none"} {
-		b.Run(variant, func(b *testing.B) {
-			var goodput, rejected, failed, windows float64
-			for range b.N {
-				limit := &windowLimit{limit: perWindow, window: window}
-				var mu sync.Mutex
-				perWindowOK := map[int64]int{}
-
-				server := newFakeUpstream(b, func(w http.ResponseWriter, r *http.Request, c call) answer {
-					now := time.Now()
-					take := limit.take(now)
-					header := http.Header{}
-					if variant == "headers" {
-						header = requestLimitHeaders(perWindow, take)
-					}
-					if !take.ok {
-						if variant != "none" {
-							header.Set("Retry-After", retryAfterUntil(now, take.reset))
-						}
-						return writeError(w, http.StatusTooManyRequests, "rate_limit_error",
-							"Number of requests has exceeded your rate limit", header)
-					}
-
-					mu.Lock()
-					perWindowOK[take.index]++
-					mu.Unlock()
-					time.Sleep(latency)
-					return writeMessage(w, c, header)
-				})
-				config := anthropicConfig(server.server.URL, fmt.Sprintf("concurrency: %d", concurrency))
-				c := newChain(b, config, engine.Config{Concurrency: concurrency}, nil)
-				bt := createBatch(b, c.store, textRequests(customIDs(requests)), nil)
-
-				ended, _ := c.runUntilEnded(b, bt.ID, benchTimeout)
-
-				mu.Lock()
-				lastWindow := int64(0)
-				for index := range perWindowOK {
-					lastWindow = max(lastWindow, index)
-				}
-				full := 0
-				for index := range lastWindow {
-					full += perWindowOK[index]
-				}
-				mu.Unlock()
-
-				if lastWindow > 0 {
-					goodput += float64(full) / float64(lastWindow) / perWindow
-				}
-				rejected += float64(server.count(http.StatusTooManyRequests)) / float64(server.total())
-				failed += float64(ended.Final.Errored) / requests
-				windows += float64(lastWindow + 1)
+	server := newFakeUpstream(b, func(w http.ResponseWriter, r *http.Request, c call) answer {
+		now := time.Now()
+		take := limit.take(now)
+		header := http.Header{}
+		if variant == "headers" {
+			header = requestLimitHeaders(limit.limit, take)
+		}
+		if !take.ok {
+			if variant != "none" {
+				header.Set("Retry-After", retryAfterUntil(now, take.reset))
 			}
+			return writeError(w, http.StatusTooManyRequests, "rate_limit_error",
+				"Number of requests has exceeded your rate limit", header)
+		}
 
-			n := float64(b.N)
-			b.ReportMetric(goodput/n, "goodput")
-			b.ReportMetric(rejected/n, "rejected")
-			b.ReportMetric(failed/n, "failed")
-			b.ReportMetric(windows/n, "windows")
-		})
+		mu.Lock()
+		perWindowOK[take.index]++
+		mu.Unlock()
+		time.Sleep(latency)
+		return writeMessage(w, c, header)
+	})
+	config := anthropicConfig(server.server.URL, fmt.Sprintf("concurrency: %d", concurrency))
+	c := newChain(b, config, engine.Config{Concurrency: concurrency}, nil)
+	bt := createBatch(b, c.store, textRequests(customIDs(requests)), nil)
+
+	ended, _ := c.runUntilEnded(b, bt.ID, benchTimeout)
+
+	mu.Lock()
+	defer mu.Unlock()
+	lastWindow := int64(0)
+	for index := range perWindowOK {
+		lastWindow = max(lastWindow, index)
 	}
+	full := 0
+	for index := range lastWindow {
+		full += perWindowOK[index]
+	}
+
+	var run rateLimitRun
+	if lastWindow > 0 {
+		run.goodput = float64(full) / float64(lastWindow) / float64(limit.limit)
+	}
+	run.rejected = float64(server.count(http.StatusTooManyRequests)) / float64(server.total())
+	run.failed = float64(ended.Final.Errored) / float64(requests)
+	run.windows = float64(lastWindow + 1)
+	return run
 }
 
 // BenchmarkOverhead measures what batchd adds to each upstream call. In each

@@ -33,13 +33,17 @@
 // three cases:
 //
 //   - Requests: the report in use gave R requests remaining and a reset time
-//     in the future. It came with the response to one send; every send
-//     started after that one counts against R, since the server may not
-//     have counted it. Once R minus those sends is at most RequestsReserve,
-//     new sends wait until the reset time. A report replaces the one in use
-//     unless it belongs to an earlier send in the same window (responses
-//     arrive out of order), and a report whose reset time has passed no
-//     longer holds anything.
+//     in the future. Responses arrive in a different order than the server
+//     counted their sends, so the report in use is the server's latest: of
+//     the reports with the latest reset time, the one with the lowest R.
+//     Every send that may have reached the server after that report's own
+//     send counts against R: the sends still waiting for their responses
+//     when the report was read, and the sends started since. A send stops
+//     counting when its response shows the server counted it earlier (a
+//     higher R in the same window, or an earlier reset time). Once R minus
+//     the sends counted against it is at most RequestsReserve, new sends wait
+//     until the reset time, or until a response frees room as above. A
+//     report whose reset time has passed no longer holds anything.
 //   - Tokens: the last report gave at most TokensReserve tokens remaining
 //     and a reset time in the future. New sends wait until that reset time.
 //     Sends do not count against tokens, because the policy cannot tell how many

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -167,7 +168,7 @@ func (p *Policy) attempt(
 // pace waits until the pacer admits a send and returns the send's number.
 func (p *Policy) pace(ctx context.Context) (int64, error) {
 	for {
-		wait, seq := p.pacer.admit(p.clock.Now())
+		wait, seq, room := p.pacer.admit(p.clock.Now())
 		if wait <= 0 {
 			return seq, nil
 		}
@@ -175,27 +176,51 @@ func (p *Policy) pace(ctx context.Context) (int64, error) {
 		p.pacedWaits.Add(1)
 		p.logger.DebugContext(ctx, "holding send until the rate limit resets",
 			slog.Int64("wait_ms", wait.Milliseconds()))
-		if err := p.cfg.Sleeper.Sleep(ctx, wait); err != nil {
+		if err := p.hold(ctx, wait, room); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// errRoom ends a hold early: the pacer found room for more sends.
+var errRoom = errors.New("rate limit has room again")
+
+// hold sleeps for wait, or until room is closed if it is not nil.
+func (p *Policy) hold(ctx context.Context, wait time.Duration, room <-chan struct{}) error {
+	if room == nil {
+		return p.cfg.Sleeper.Sleep(ctx, wait)
+	}
+
+	holdCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-room:
+			cancel(errRoom)
+		case <-holdCtx.Done():
+		}
+	}()
+
+	err := p.cfg.Sleeper.Sleep(holdCtx, wait)
+	if errors.Is(err, errRoom) {
+		return nil
+	}
+	return err
 }
 
 // record frees the attempt's slot and feeds its result to the limiter and
 // the pacer.
 func (p *Policy) record(ctx context.Context, epoch uint64, seq int64, resp backend.Response,
 	err error) {
+	now := p.clock.Now()
 	if err == nil {
-		if hasReport(resp.Limits) {
-			p.pacer.observe(p.clock.Now(), resp.Limits, seq)
-		}
+		p.pacer.finish(now, resp.Limits, seq)
 		p.limiter.release(epoch, outcomeSuccess)
 		return
 	}
 
 	be := backend.AsError(err)
-	now := p.clock.Now()
-	p.pacer.observe(now, be.Limits, seq)
+	p.pacer.finish(now, be.Limits, seq)
 	if be.Type == backend.TypeRateLimit && be.RetryAfter > 0 {
 		p.pacer.holdFor(now, be.RetryAfter)
 	}
