@@ -46,7 +46,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return fromStore(err, id, "")
 	}
-	writeJSON(w, http.StatusOK, renderBatch(b, s.baseURL(r)))
+	writeBatch(w, b, s.baseURL(r))
 	return nil
 }
 
@@ -72,15 +72,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c caller) error {
 	}
 
 	base := s.baseURL(r)
-	out := pageJSON{Data: make([]batchJSON, len(page.Batches)), HasMore: page.HasMore}
-	for i, b := range page.Batches {
-		out.Data[i] = renderBatch(b, base)
-	}
-	if n := len(out.Data); n > 0 {
-		out.FirstID = &out.Data[0].ID
-		out.LastID = &out.Data[n-1].ID
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeRendered(w, func(dst []byte) []byte {
+		return appendPage(dst, page.Batches, page.HasMore, base)
+	})
 	return nil
 }
 
@@ -98,7 +92,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, c caller) error 
 	if s.notifier != nil {
 		s.notifier.Notify()
 	}
-	writeJSON(w, http.StatusOK, renderBatch(b, s.baseURL(r)))
+	writeBatch(w, b, s.baseURL(r))
 	return nil
 }
 
@@ -115,6 +109,11 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, c caller) error 
 	s.logger.InfoContext(r.Context(), "batch deleted", "batch_id", id)
 	writeJSON(w, http.StatusOK, deletedJSON{ID: id, Type: "message_batch_deleted"})
 	return nil
+}
+
+type deletedJSON struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
 }
 
 // results streams the results file as JSON Lines, one line per request in

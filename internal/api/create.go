@@ -55,7 +55,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) error 
 	if s.notifier != nil {
 		s.notifier.Notify()
 	}
-	writeJSON(w, http.StatusOK, renderBatch(b, s.baseURL(r)))
+	writeBatch(w, b, s.baseURL(r))
 	return nil
 }
 

@@ -109,8 +109,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		// Only our own types are rendered; they always marshal.
 		panic(fmt.Sprintf("render %T: %v", v, err))
 	}
-	w.Header().Set("content-type", "application/json")
-	w.Header().Set("content-length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	writeBody(w, status, body)
 }

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/batchd/batchd/internal/batch"
@@ -11,80 +14,184 @@ import (
 // timeLayout is the API's timestamp form: UTC with six fractional digits.
 const timeLayout = "2006-01-02T15:04:05.000000Z"
 
-type batchJSON struct {
-	ID                string     `json:"id"`
-	Type              string     `json:"type"`
-	ProcessingStatus  string     `json:"processing_status"`
-	RequestCounts     countsJSON `json:"request_counts"`
-	EndedAt           *string    `json:"ended_at"`
-	CreatedAt         string     `json:"created_at"`
-	ExpiresAt         string     `json:"expires_at"`
-	ArchivedAt        *string    `json:"archived_at"`
-	CancelInitiatedAt *string    `json:"cancel_initiated_at"`
-	ResultsURL        *string    `json:"results_url"`
+// MessageBatch objects are written by hand into pooled buffers rather than
+// through encoding/json: listing is the API's busiest call, and reflection
+// with a fresh buffer per page made up most of its allocations. The shape is
+// fixed, so the code stays short; render_test.go checks it byte for byte
+// against encoding/json.
+
+// bufferPool holds response buffers. Buffers that grew past maxPooledBuffer
+// are dropped, so one large page does not stay in memory.
+var bufferPool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledBuffer = 64 << 10
+
+// writeBody sends body as a JSON response with status.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("content-type", "application/json")
+	w.Header().Set("content-length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
-type countsJSON struct {
-	Processing int64 `json:"processing"`
-	Succeeded  int64 `json:"succeeded"`
-	Errored    int64 `json:"errored"`
-	Canceled   int64 `json:"canceled"`
-	Expired    int64 `json:"expired"`
-}
-
-type pageJSON struct {
-	Data    []batchJSON `json:"data"`
-	HasMore bool        `json:"has_more"`
-	FirstID *string     `json:"first_id"`
-	LastID  *string     `json:"last_id"`
-}
-
-type deletedJSON struct {
-	ID   string `json:"id"`
-	Type string `json:"type"`
-}
-
-func formatTime(t time.Time) string {
-	return t.UTC().Format(timeLayout)
-}
-
-func optionalTime(t time.Time) *string {
-	if t.IsZero() {
-		return nil
+// writeRendered renders with render into a pooled buffer and sends the
+// result as a JSON response with status 200.
+func writeRendered(w http.ResponseWriter, render func([]byte) []byte) {
+	buf := bufferPool.Get().(*[]byte)
+	*buf = render((*buf)[:0])
+	writeBody(w, http.StatusOK, *buf)
+	if cap(*buf) <= maxPooledBuffer {
+		bufferPool.Put(buf)
 	}
-	s := formatTime(t)
-	return &s
 }
 
-// renderBatch returns the MessageBatch object for b. baseURL is the server's
-// public base URL, without a trailing slash.
-func renderBatch(b batch.Batch, baseURL string) batchJSON {
+// writeBatch sends b as a MessageBatch object.
+func writeBatch(w http.ResponseWriter, b batch.Batch, baseURL string) {
+	writeRendered(w, func(dst []byte) []byte { return appendBatch(dst, b, baseURL) })
+}
+
+// appendBatch appends the MessageBatch object for b. baseURL is the
+// server's public base URL, without a trailing slash.
+func appendBatch(dst []byte, b batch.Batch, baseURL string) []byte {
 	counts := b.RequestCounts()
-	out := batchJSON{
-		ID:               b.ID,
-		Type:             "message_batch",
-		ProcessingStatus: string(b.Status),
-		RequestCounts: countsJSON{
-			Processing: counts.Processing,
-			Succeeded:  counts.Succeeded,
-			Errored:    counts.Errored,
-			Canceled:   counts.Canceled,
-			Expired:    counts.Expired,
-		},
-		EndedAt:           optionalTime(b.EndedAt),
-		CreatedAt:         formatTime(b.CreatedAt),
-		ExpiresAt:         formatTime(b.ExpiresAt),
-		ArchivedAt:        optionalTime(b.ArchivedAt),
-		CancelInitiatedAt: optionalTime(b.CancelInitiatedAt),
-	}
+
+	dst = append(dst, `{"id":`...)
+	dst = appendString(dst, b.ID)
+	dst = append(dst, `,"type":"message_batch","processing_status":`...)
+	dst = appendString(dst, string(b.Status))
+	dst = append(dst, `,"request_counts":{"processing":`...)
+	dst = strconv.AppendInt(dst, counts.Processing, 10)
+	dst = append(dst, `,"succeeded":`...)
+	dst = strconv.AppendInt(dst, counts.Succeeded, 10)
+	dst = append(dst, `,"errored":`...)
+	dst = strconv.AppendInt(dst, counts.Errored, 10)
+	dst = append(dst, `,"canceled":`...)
+	dst = strconv.AppendInt(dst, counts.Canceled, 10)
+	dst = append(dst, `,"expired":`...)
+	dst = strconv.AppendInt(dst, counts.Expired, 10)
+
+	dst = append(dst, `},"ended_at":`...)
+	dst = appendOptionalTime(dst, b.EndedAt)
+	dst = append(dst, `,"created_at":`...)
+	dst = appendTime(dst, b.CreatedAt)
+	dst = append(dst, `,"expires_at":`...)
+	dst = appendTime(dst, b.ExpiresAt)
+	dst = append(dst, `,"archived_at":`...)
+	dst = appendOptionalTime(dst, b.ArchivedAt)
+	dst = append(dst, `,"cancel_initiated_at":`...)
+	dst = appendOptionalTime(dst, b.CancelInitiatedAt)
 
 	// Results can be fetched from the moment the batch ends until they are
 	// archived.
-	if b.Status == batch.StatusEnded && !b.Archived() {
-		url := baseURL + "/v1/messages/batches/" + b.ID + "/results"
-		out.ResultsURL = &url
+	dst = append(dst, `,"results_url":`...)
+	switch {
+	case b.Status != batch.StatusEnded || b.Archived():
+		dst = append(dst, "null"...)
+	case plainJSON(baseURL) && plainJSON(b.ID):
+		dst = append(dst, '"')
+		dst = append(dst, baseURL...)
+		dst = append(dst, "/v1/messages/batches/"...)
+		dst = append(dst, b.ID...)
+		dst = append(dst, `/results"`...)
+	default:
+		dst = appendString(dst, baseURL+"/v1/messages/batches/"+b.ID+"/results")
 	}
-	return out
+	return append(dst, '}')
+}
+
+// appendPage appends the list page of batches.
+func appendPage(dst []byte, batches []batch.Batch, hasMore bool, baseURL string) []byte {
+	dst = append(dst, `{"data":[`...)
+	for i, b := range batches {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendBatch(dst, b, baseURL)
+	}
+
+	dst = append(dst, `],"has_more":`...)
+	dst = strconv.AppendBool(dst, hasMore)
+	if len(batches) == 0 {
+		return append(dst, `,"first_id":null,"last_id":null}`...)
+	}
+	dst = append(dst, `,"first_id":`...)
+	dst = appendString(dst, batches[0].ID)
+	dst = append(dst, `,"last_id":`...)
+	dst = appendString(dst, batches[len(batches)-1].ID)
+	return append(dst, '}')
+}
+
+// appendTime appends t as a JSON string in timeLayout. It writes the digits
+// itself, because time.AppendFormat parses the layout on every call and was
+// the largest cost of rendering a page.
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		dst = append(dst, '"')
+		dst = t.AppendFormat(dst, timeLayout)
+		return append(dst, '"')
+	}
+
+	dst = append(dst, '"')
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	dst = append(dst, '.')
+	dst = appendDigits(dst, t.Nanosecond()/1000, 6)
+	return append(dst, `Z"`...)
+}
+
+// appendDigits appends n, which is not negative, as exactly width decimal
+// digits, with leading zeros.
+func appendDigits(dst []byte, n, width int) []byte {
+	dst = append(dst, make([]byte, width)...)
+	for i := len(dst) - 1; i >= len(dst)-width; i-- {
+		dst[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return dst
+}
+
+func appendOptionalTime(dst []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(dst, "null"...)
+	}
+	return appendTime(dst, t)
+}
+
+// appendString appends s as a JSON string. Ids, statuses and ordinary URLs
+// need no escaping and are copied; anything else goes through encoding/json,
+// which escapes exactly as the other responses do.
+func appendString(dst []byte, s string) []byte {
+	if plainJSON(s) {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	quoted, _ := json.Marshal(s) // a string always marshals
+	return append(dst, quoted...)
+}
+
+// plainJSON reports whether s is printable ASCII that encoding/json writes
+// unchanged between quotes.
+func plainJSON(s string) bool {
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c < 0x20, c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // baseURL returns the public base URL for links in responses to r.

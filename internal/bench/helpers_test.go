@@ -359,3 +359,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func millis(d time.Duration) float64 {
 	return float64(d) / float64(time.Millisecond)
 }
+
+// micros converts d to fractional microseconds for b.ReportMetric.
+func micros(d time.Duration) float64 {
+	return float64(d) / float64(time.Microsecond)
+}

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/batchd/batchd/internal/backend/upstream"
+	"github.com/batchd/batchd/internal/cputime"
 	"github.com/batchd/batchd/internal/engine"
 )
 
@@ -261,16 +261,16 @@ func BenchmarkOverhead(b *testing.B) {
 		bt := createBatch(b, c.store, textRequests(ids), nil)
 		b.StartTimer()
 
-		cpu := cpuTime()
+		cpu := cputime.Process()
 		start := time.Now()
 		sendDirect(b, server.server.URL, ids, concurrency)
 		direct += time.Since(start)
-		directCPU += cpuTime() - cpu
+		directCPU += cputime.Process() - cpu
 
-		cpu = cpuTime()
+		cpu = cputime.Process()
 		ended, elapsed := c.runUntilEnded(b, bt.ID, benchTimeout)
 		chained += elapsed
-		chainCPU += cpuTime() - cpu
+		chainCPU += cputime.Process() - cpu
 
 		if ended.Final.Succeeded != requests {
 			b.Fatalf("%d of %d requests succeeded", ended.Final.Succeeded, requests)
@@ -312,13 +312,4 @@ func sendDirect(b *testing.B, baseURL string, ids []string, concurrency int) {
 	}
 	close(work)
 	wg.Wait()
-}
-
-// cpuTime returns the user and system CPU time this process has used.
-func cpuTime() time.Duration {
-	var usage syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
-		return 0
-	}
-	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
 }

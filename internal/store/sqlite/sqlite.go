@@ -239,29 +239,44 @@ type scanner interface {
 }
 
 func scanBatch(row scanner) (batch.Batch, int64, error) {
-	var (
-		b                      batch.Batch
-		seq, created, expires  int64
-		ended, cancel, archive sql.NullInt64
-		status, betas          string
-	)
-	err := row.Scan(&seq, &b.ID, &b.WorkspaceID, &status, &b.RequestCount,
-		&b.Final.Succeeded, &b.Final.Errored, &b.Final.Canceled, &b.Final.Expired,
-		&created, &expires, &ended, &cancel, &archive, &betas)
-	if err != nil {
+	var bs batchScan
+	return bs.scan(row)
+}
+
+// batchScan holds the scan targets of one batch row. A query that reads
+// many rows reuses one, because Scan takes pointers: targets declared per
+// row would each be allocated anew, several hundred bytes per row.
+type batchScan struct {
+	b                      batch.Batch
+	seq, created, expires  int64
+	ended, cancel, archive sql.NullInt64
+	status, betas          string
+	dest                   []any
+}
+
+// scan reads the batchColumns of row.
+func (s *batchScan) scan(row scanner) (batch.Batch, int64, error) {
+	if s.dest == nil {
+		s.dest = []any{&s.seq, &s.b.ID, &s.b.WorkspaceID, &s.status, &s.b.RequestCount,
+			&s.b.Final.Succeeded, &s.b.Final.Errored, &s.b.Final.Canceled, &s.b.Final.Expired,
+			&s.created, &s.expires, &s.ended, &s.cancel, &s.archive, &s.betas}
+	}
+	if err := row.Scan(s.dest...); err != nil {
 		return batch.Batch{}, 0, err
 	}
 
-	b.Status = batch.Status(status)
-	b.CreatedAt = fromMicros(created)
-	b.ExpiresAt = fromMicros(expires)
-	b.EndedAt = fromNullMicros(ended)
-	b.CancelInitiatedAt = fromNullMicros(cancel)
-	b.ArchivedAt = fromNullMicros(archive)
-	if betas != "" {
-		b.Betas = strings.Split(betas, ",")
+	b := s.b
+	b.Status = batch.Status(s.status)
+	b.CreatedAt = fromMicros(s.created)
+	b.ExpiresAt = fromMicros(s.expires)
+	b.EndedAt = fromNullMicros(s.ended)
+	b.CancelInitiatedAt = fromNullMicros(s.cancel)
+	b.ArchivedAt = fromNullMicros(s.archive)
+	b.Betas = nil
+	if s.betas != "" {
+		b.Betas = strings.Split(s.betas, ",")
 	}
-	return b, seq, nil
+	return b, s.seq, nil
 }
 
 // querier is the QueryRowContext method shared by *sql.DB and *sql.Tx.
@@ -295,9 +310,51 @@ func (s *Store) BatchGet(ctx context.Context, params store.BatchGetParams) (batc
 	if err != nil {
 		return batch.Batch{}, fmt.Errorf("get batch %s: %w", params.ID, err)
 	}
-	row := stmt.QueryRowContext(ctx, params.ID, params.WorkspaceID, params.WorkspaceID)
+	row := stmt.QueryRowContext(shortRead(ctx), params.ID, params.WorkspaceID,
+		params.WorkspaceID)
 	b, _, err := scanBatchRow(row, params.ID)
 	return b, err
+}
+
+// shortRead returns the context for a read that takes well under a
+// millisecond, such as a page of the list: ctx without its cancellation.
+// With a context that can end, database/sql and the driver each start a
+// goroutine per query to watch it, which cost more than the read itself.
+func shortRead(ctx context.Context) context.Context {
+	return context.WithoutCancel(ctx)
+}
+
+// listQueries holds the list query for each combination of cursors,
+// indexed by whether after_id and before_id are set.
+var listQueries = [2][2]string{
+	{listQuery(false, false), listQuery(false, true)},
+	{listQuery(true, false), listQuery(true, true)},
+}
+
+// listQuery returns the list query with the given cursors. Paging toward
+// newer batches reads upward from before_id, so that the page holds the
+// batches closest to the cursor.
+func listQuery(after, before bool) string {
+	where := []string{"workspace_id = ?"}
+	if after {
+		where = append(where, "id < ?")
+	}
+	if before {
+		where = append(where, "id > ?")
+	}
+	order := "DESC"
+	if before {
+		order = "ASC"
+	}
+	return `SELECT ` + batchColumns + ` FROM batches WHERE ` +
+		strings.Join(where, " AND ") + ` ORDER BY id ` + order + ` LIMIT ?`
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // BatchList implements [store.Store].
@@ -306,43 +363,32 @@ func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (st
 		return store.BatchPage{}, fmt.Errorf("list batches: limit %d is below 1", params.Limit)
 	}
 
-	var (
-		where = []string{"workspace_id = ?"}
-		args  = []any{params.WorkspaceID}
-	)
+	args := make([]any, 1, 4)
+	args[0] = params.WorkspaceID
 	if params.AfterID != "" {
-		where = append(where, "id < ?")
 		args = append(args, params.AfterID)
 	}
 	if params.BeforeID != "" {
-		where = append(where, "id > ?")
 		args = append(args, params.BeforeID)
 	}
-
-	// Paging toward newer batches reads upward from before_id, so that the
-	// page holds the batches closest to the cursor.
-	ascending := params.BeforeID != ""
-	order := "DESC"
-	if ascending {
-		order = "ASC"
-	}
-	query := `SELECT ` + batchColumns + ` FROM batches WHERE ` +
-		strings.Join(where, " AND ") + ` ORDER BY id ` + order + ` LIMIT ?`
 	args = append(args, params.Limit+1)
+	query := listQueries[boolIndex(params.AfterID != "")][boolIndex(params.BeforeID != "")]
+	ascending := params.BeforeID != ""
 
 	stmt, err := s.readStmt(ctx, query)
 	if err != nil {
 		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 	}
-	rows, err := stmt.QueryContext(ctx, args...)
+	rows, err := stmt.QueryContext(shortRead(ctx), args...)
 	if err != nil {
 		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 	}
 	defer rows.Close()
 
 	page := store.BatchPage{Batches: make([]batch.Batch, 0, params.Limit+1)}
+	var scan batchScan
 	for rows.Next() {
-		b, _, err := scanBatch(rows)
+		b, _, err := scan.scan(rows)
 		if err != nil {
 			return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 		}
@@ -377,9 +423,12 @@ func (s *Store) BatchListActive(ctx context.Context) ([]batch.Batch, error) {
 	}
 	defer rows.Close()
 
-	var batches []batch.Batch
+	var (
+		batches []batch.Batch
+		scan    batchScan
+	)
 	for rows.Next() {
-		b, _, err := scanBatch(rows)
+		b, _, err := scan.scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list active batches: %w", err)
 		}
