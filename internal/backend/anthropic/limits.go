@@ -17,17 +17,35 @@ type limitHeaders struct {
 	reset     time.Time
 }
 
-// readLimitHeaders reads anthropic-ratelimit-{kind}-limit, -remaining and
-// -reset. Missing or unreadable counts are -1 and a missing or unreadable
-// reset is the zero time. The reset is an RFC 3339 time.
-func readLimitHeaders(h http.Header, kind string) limitHeaders {
-	prefix := "Anthropic-Ratelimit-" + kind + "-"
+// readLimitHeaders reads the -limit, -remaining and -reset headers of one
+// anthropic-ratelimit-{kind} family. Missing or unreadable counts are -1
+// and a missing or unreadable reset is the zero time. The reset is an RFC
+// 3339 time.
+func readLimitHeaders(h http.Header, names limitNames) limitHeaders {
 	return limitHeaders{
-		limit:     parseCount(h.Get(prefix + "Limit")),
-		remaining: parseCount(h.Get(prefix + "Remaining")),
-		reset:     parseReset(h.Get(prefix + "Reset")),
+		limit:     parseCount(h.Get(names.limit)),
+		remaining: parseCount(h.Get(names.remaining)),
+		reset:     parseReset(h.Get(names.reset)),
 	}
 }
+
+// limitNames holds the canonical header names of one family, built once
+// because every reply is read for them.
+type limitNames struct {
+	limit, remaining, reset string
+}
+
+func namesOf(kind string) limitNames {
+	prefix := "Anthropic-Ratelimit-" + kind + "-"
+	return limitNames{prefix + "Limit", prefix + "Remaining", prefix + "Reset"}
+}
+
+var (
+	requestsNames     = namesOf("Requests")
+	tokensNames       = namesOf("Tokens")
+	inputTokensNames  = namesOf("Input-Tokens")
+	outputTokensNames = namesOf("Output-Tokens")
+)
 
 func (l limitHeaders) known() bool {
 	return l.limit >= 0 || l.remaining >= 0 || !l.reset.IsZero()
@@ -42,14 +60,15 @@ func (l limitHeaders) known() bool {
 func parseLimits(h http.Header) backend.Limits {
 	limits := backend.NoLimits
 
-	requests := readLimitHeaders(h, "Requests")
+	requests := readLimitHeaders(h, requestsNames)
 	limits.RequestsLimit = requests.limit
 	limits.RequestsRemaining = requests.remaining
 	limits.RequestsReset = requests.reset
 
-	tokens := readLimitHeaders(h, "Tokens")
+	tokens := readLimitHeaders(h, tokensNames)
 	if !tokens.known() {
-		tokens = tighterLimit(readLimitHeaders(h, "Input-Tokens"), readLimitHeaders(h, "Output-Tokens"))
+		tokens = tighterLimit(readLimitHeaders(h, inputTokensNames),
+			readLimitHeaders(h, outputTokensNames))
 	}
 	limits.TokensLimit = tokens.limit
 	limits.TokensRemaining = tokens.remaining

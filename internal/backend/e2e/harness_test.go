@@ -339,6 +339,16 @@ func newFakeUpstream(tb testing.TB, respond responder) *fakeUpstream {
 	return u
 }
 
+// reset clears the record of calls received so far, so that a benchmark can
+// measure a baseline on the server before the calls it checks.
+func (u *fakeUpstream) reset() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.calls = nil
+	clear(u.attempts)
+	u.maxInFlight = u.inFlight
+}
+
 func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {

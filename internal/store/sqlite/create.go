@@ -126,8 +126,10 @@ func (s *Store) insertRequests(ctx context.Context, firstRID int64, reqs []batch
 	}
 	defer stmt.Close()
 
+	rowCtx := quick(ctx)
 	for i, req := range reqs {
-		if _, err := stmt.ExecContext(ctx, firstRID+int64(i), req.CustomID, []byte(req.Params)); err != nil {
+		_, err := stmt.ExecContext(rowCtx, firstRID+int64(i), req.CustomID, []byte(req.Params))
+		if err != nil {
 			return fmt.Errorf("insert request %s: %w", req.CustomID, err)
 		}
 	}

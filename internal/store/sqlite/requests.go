@@ -120,6 +120,7 @@ func (s *Store) RequestFinish(ctx context.Context, params store.RequestFinishPar
 		defer stmt.Close()
 
 		seqs := map[string]int64{}
+		rowCtx := quick(ctx)
 		for _, res := range params.Results {
 			seq, ok := seqs[res.BatchID]
 			if !ok {
@@ -134,7 +135,7 @@ func (s *Store) RequestFinish(ctx context.Context, params store.RequestFinishPar
 			}
 
 			low, _ := ridRange(seq)
-			out, err := stmt.ExecContext(ctx, string(res.Outcome), []byte(res.Body),
+			out, err := stmt.ExecContext(rowCtx, string(res.Outcome), []byte(res.Body),
 				low+res.Index, params.Owner, res.Fence)
 			if err != nil {
 				return fmt.Errorf("record result of %s #%d: %w", res.BatchID, res.Index, err)

@@ -310,17 +310,19 @@ func (s *Store) BatchGet(ctx context.Context, params store.BatchGetParams) (batc
 	if err != nil {
 		return batch.Batch{}, fmt.Errorf("get batch %s: %w", params.ID, err)
 	}
-	row := stmt.QueryRowContext(shortRead(ctx), params.ID, params.WorkspaceID,
+	row := stmt.QueryRowContext(quick(ctx), params.ID, params.WorkspaceID,
 		params.WorkspaceID)
 	b, _, err := scanBatchRow(row, params.ID)
 	return b, err
 }
 
-// shortRead returns the context for a read that takes well under a
-// millisecond, such as a page of the list: ctx without its cancellation.
-// With a context that can end, database/sql and the driver each start a
-// goroutine per query to watch it, which cost more than the read itself.
-func shortRead(ctx context.Context) context.Context {
+// quick returns ctx without its cancellation, for statements that take
+// microseconds: a page of the list, or one row of a write transaction that
+// runs a statement per row. With a context that can end, database/sql and
+// the driver each start a goroutine per statement to watch it, which costs
+// more than such a statement itself. A write transaction still ends with the
+// context it began with: database/sql rolls it back.
+func quick(ctx context.Context) context.Context {
 	return context.WithoutCancel(ctx)
 }
 
@@ -379,7 +381,7 @@ func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (st
 	if err != nil {
 		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 	}
-	rows, err := stmt.QueryContext(shortRead(ctx), args...)
+	rows, err := stmt.QueryContext(quick(ctx), args...)
 	if err != nil {
 		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 	}
