@@ -64,7 +64,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
-	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(readers)
+	// database/sql keeps only 2 idle connections unless told otherwise, so
+	// under load it would close the others after each query and open them
+	// again, with a cold page cache and statements to prepare anew.
+	read.SetMaxIdleConns(readers)
 
 	s := &Store{write: write, read: read, readStmts: map[string]*sql.Stmt{}}
 	if err := s.dropStaging(ctx); err != nil {
