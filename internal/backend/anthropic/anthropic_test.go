@@ -13,11 +13,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/batchd/batchd/internal/backend"
+	"github.com/batchd/batchd/internal/backend/upstreamtest"
 )
 
 // testMessage is a Message as the Messages API returns it.
@@ -83,60 +83,6 @@ func loadCapturedRequest(t *testing.T, name string) capturedRequest {
 	return capturedRequest{header: header, params: params}
 }
 
-// received is what a fake upstream saw of one request.
-type received struct {
-	method string
-	path   string
-	header http.Header
-	body   []byte
-}
-
-// fakeUpstream starts a loopback server that records each request and responds
-// with reply. It returns the server and a function that returns the requests
-// received so far.
-func fakeUpstream(t *testing.T, reply http.HandlerFunc) (*httptest.Server, func() []received) {
-	t.Helper()
-
-	var mu sync.Mutex
-	var requests []received
-
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Errorf("fake upstream: read body: %v", err)
-		}
-
-		mu.Lock()
-		requests = append(requests, received{
-			method: r.Method,
-			path:   r.URL.Path,
-			header: r.Header.Clone(),
-			body:   body,
-		})
-		mu.Unlock()
-
-		reply(w, r)
-	}))
-	t.Cleanup(server.Close)
-
-	return server, func() []received {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]received(nil), requests...)
-	}
-}
-
-// replyWith returns a handler that sends status, headers and body.
-func replyWith(status int, headers map[string]string, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		for k, v := range headers {
-			w.Header().Set(k, v)
-		}
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
 func newTestBackend(t *testing.T, cfg Config) *Backend {
 	t.Helper()
 
@@ -195,7 +141,7 @@ func TestSendForwardsCapturedParams(t *testing.T) {
 				betas = append([]string{"message-batches-2024-09-24"}, captured.header.Values("Anthropic-Beta")...)
 			}
 
-			server, requests := fakeUpstream(t, replyWith(http.StatusOK,
+			server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK,
 				map[string]string{"Content-Type": "application/json"}, testMessage))
 			b := newTestBackend(t, Config{BaseURL: server.URL, APIKey: "sk-test-key"})
 
@@ -218,14 +164,14 @@ func TestSendForwardsCapturedParams(t *testing.T) {
 				t.Fatalf("upstream received %d requests, want 1", len(got))
 			}
 			r := got[0]
-			if !bytes.Equal(r.body, captured.params) {
-				t.Errorf("upstream body differs from the captured params:\ngot  %s\nwant %s", r.body, captured.params)
+			if !bytes.Equal(r.Body, captured.params) {
+				t.Errorf("upstream body differs from the captured params:\ngot  %s\nwant %s", r.Body, captured.params)
 			}
-			if r.method != http.MethodPost {
-				t.Errorf("method = %s, want POST", r.method)
+			if r.Method != http.MethodPost {
+				t.Errorf("method = %s, want POST", r.Method)
 			}
-			if r.path != "/v1/messages" {
-				t.Errorf("path = %s, want /v1/messages", r.path)
+			if r.Path != "/v1/messages" {
+				t.Errorf("path = %s, want /v1/messages", r.Path)
 			}
 			wantHeaders := map[string]string{
 				"X-Api-Key":         "sk-test-key",
@@ -233,17 +179,17 @@ func TestSendForwardsCapturedParams(t *testing.T) {
 				"Content-Type":      "application/json",
 			}
 			for k, want := range wantHeaders {
-				if got := r.header.Get(k); got != want {
+				if got := r.Header.Get(k); got != want {
 					t.Errorf("header %s = %q, want %q", k, got, want)
 				}
 			}
-			if got := r.header.Get("Content-Length"); got != strconv.Itoa(len(captured.params)) {
+			if got := r.Header.Get("Content-Length"); got != strconv.Itoa(len(captured.params)) {
 				t.Errorf("Content-Length = %s, want %d", got, len(captured.params))
 			}
-			if got := r.header.Values("Anthropic-Beta"); !equalStrings(got, tt.wantBetas) {
+			if got := r.Header.Values("Anthropic-Beta"); !equalStrings(got, tt.wantBetas) {
 				t.Errorf("Anthropic-Beta = %q, want %q", got, tt.wantBetas)
 			}
-			if got := r.header.Get("Authorization"); got != "" {
+			if got := r.Header.Get("Authorization"); got != "" {
 				t.Errorf("Authorization = %q, want none", got)
 			}
 		})
@@ -253,7 +199,7 @@ func TestSendForwardsCapturedParams(t *testing.T) {
 func TestSendConfiguredHeaders(t *testing.T) {
 	t.Parallel()
 
-	server, requests := fakeUpstream(t, replyWith(http.StatusOK, nil, testMessage))
+	server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, testMessage))
 	b := newTestBackend(t, Config{BaseURL: server.URL + "/proxy/anthropic/", Version: "2026-10-21"})
 
 	_, err := b.Send(context.Background(), backend.Request{
@@ -265,16 +211,16 @@ func TestSendConfiguredHeaders(t *testing.T) {
 	}
 
 	r := requests()[0]
-	if r.path != "/proxy/anthropic/v1/messages" {
-		t.Errorf("path = %s, want /proxy/anthropic/v1/messages", r.path)
+	if r.Path != "/proxy/anthropic/v1/messages" {
+		t.Errorf("path = %s, want /proxy/anthropic/v1/messages", r.Path)
 	}
-	if got := r.header.Get("Anthropic-Version"); got != "2026-10-21" {
+	if got := r.Header.Get("Anthropic-Version"); got != "2026-10-21" {
 		t.Errorf("Anthropic-Version = %q, want 2026-10-21", got)
 	}
-	if got := r.header.Values("X-Api-Key"); len(got) != 0 {
+	if got := r.Header.Values("X-Api-Key"); len(got) != 0 {
 		t.Errorf("X-Api-Key = %q, want none when no key is configured", got)
 	}
-	if got := r.header.Values("Anthropic-Beta"); !equalStrings(got, []string{"a-beta,b-beta"}) {
+	if got := r.Header.Values("Anthropic-Beta"); !equalStrings(got, []string{"a-beta,b-beta"}) {
 		t.Errorf("Anthropic-Beta = %q, want [a-beta,b-beta]", got)
 	}
 }
@@ -318,7 +264,7 @@ func TestSendMessageBody(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(http.StatusOK, nil, tt.body))
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, tt.body))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
 			resp, err := b.Send(context.Background(), backend.Request{Params: json.RawMessage(`{}`)})
@@ -347,7 +293,7 @@ func TestSendMalformedMessage(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(http.StatusOK, nil, body))
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, body))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
 			e := sendError(t, b, `{}`)
@@ -436,7 +382,7 @@ func TestSendErrorEnvelope(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(tt.status,
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(tt.status,
 				map[string]string{"Content-Type": "application/json"}, tt.body))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
@@ -485,7 +431,7 @@ func TestSendNonJSONErrorBody(t *testing.T) {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(tt.status, map[string]string{"Content-Type": "text/html"}, tt.body))
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(tt.status, map[string]string{"Content-Type": "text/html"}, tt.body))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
 			e := sendError(t, b, `{}`)
@@ -533,7 +479,7 @@ func TestSendRetryAfter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(http.StatusTooManyRequests, tt.headers,
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusTooManyRequests, tt.headers,
 				`{"type":"error","error":{"type":"rate_limit_error","message":"rate limited"}}`))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
@@ -650,7 +596,7 @@ func TestSendRateLimitHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(http.StatusOK, tt.headers, testMessage))
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, tt.headers, testMessage))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 			resp, err := b.Send(context.Background(), backend.Request{Params: json.RawMessage(`{}`)})
 			if err != nil {
@@ -658,7 +604,7 @@ func TestSendRateLimitHeaders(t *testing.T) {
 			}
 			checkLimits(t, "success", resp.Limits, tt.want)
 
-			server, _ = fakeUpstream(t, replyWith(http.StatusTooManyRequests, tt.headers,
+			server, _ = upstreamtest.Start(t, upstreamtest.Reply(http.StatusTooManyRequests, tt.headers,
 				`{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}`))
 			b = newTestBackend(t, Config{BaseURL: server.URL})
 			e := sendError(t, b, `{}`)
@@ -823,7 +769,7 @@ func TestSendContextCanceled(t *testing.T) {
 func TestSendEmptyParams(t *testing.T) {
 	t.Parallel()
 
-	server, requests := fakeUpstream(t, replyWith(http.StatusOK, nil, testMessage))
+	server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, testMessage))
 	b := newTestBackend(t, Config{BaseURL: server.URL})
 
 	e := sendError(t, b, ``)
@@ -866,7 +812,7 @@ func equalStrings(a, b []string) bool {
 func TestSendDoesNotFollowRedirects(t *testing.T) {
 	t.Parallel()
 
-	server, requests := fakeUpstream(t, replyWith(http.StatusPermanentRedirect,
+	server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusPermanentRedirect,
 		map[string]string{"Location": "https://127.0.0.1:1/v1/messages"}, ""))
 	b := newTestBackend(t, Config{BaseURL: server.URL})
 

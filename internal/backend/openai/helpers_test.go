@@ -4,71 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
-	"sync"
 	"testing"
 
 	"github.com/batchd/batchd/internal/apitest/openapi"
 	"github.com/batchd/batchd/internal/backend"
 )
-
-// received is what a fake upstream saw of one request.
-type received struct {
-	method string
-	path   string
-	header http.Header
-	body   []byte
-}
-
-// fakeUpstream starts a loopback server that records each request and responds
-// with reply. It returns the server and a function that returns the requests
-// received so far.
-func fakeUpstream(t *testing.T, reply http.HandlerFunc) (*httptest.Server, func() []received) {
-	t.Helper()
-
-	var mu sync.Mutex
-	var requests []received
-
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Errorf("fake upstream: read body: %v", err)
-		}
-
-		mu.Lock()
-		requests = append(requests, received{
-			method: r.Method,
-			path:   r.URL.Path,
-			header: r.Header.Clone(),
-			body:   body,
-		})
-		mu.Unlock()
-
-		reply(w, r)
-	}))
-	t.Cleanup(server.Close)
-
-	return server, func() []received {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]received(nil), requests...)
-	}
-}
-
-// replyWith returns a handler that sends status, headers and body.
-func replyWith(status int, headers map[string]string, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		for k, v := range headers {
-			w.Header().Set(k, v)
-		}
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
 
 func newTestBackend(t *testing.T, cfg Config) *Backend {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/batchd/batchd/internal/backend"
+	"github.com/batchd/batchd/internal/backend/upstreamtest"
 )
 
 const textParams = `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`
@@ -119,7 +120,7 @@ func TestSendErrorReply(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(tt.status, tt.headers, tt.body))
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(tt.status, tt.headers, tt.body))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
 			e := sendError(t, b, textParams)
@@ -143,7 +144,7 @@ func TestSendRetryAfterDate(t *testing.T) {
 	t.Parallel()
 
 	date := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	server, _ := fakeUpstream(t, replyWith(http.StatusTooManyRequests, map[string]string{
+	server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusTooManyRequests, map[string]string{
 		"Date":        date.Format(http.TimeFormat),
 		"Retry-After": date.Add(2 * time.Minute).Format(http.TimeFormat),
 	}, `{"error":{"message":"slow down"}}`))
@@ -172,7 +173,7 @@ func TestSendRateLimitHeaders(t *testing.T) {
 		TokensLimit: 30000, TokensRemaining: 29000, TokensReset: now.Add(6 * time.Minute),
 	}
 
-	server, _ := fakeUpstream(t, replyWith(http.StatusOK, headers, okReply))
+	server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, headers, okReply))
 	b := newTestBackend(t, Config{BaseURL: server.URL})
 	b.now = func() time.Time { return now }
 	resp, err := b.Send(context.Background(), backend.Request{Params: json.RawMessage(textParams)})
@@ -183,7 +184,7 @@ func TestSendRateLimitHeaders(t *testing.T) {
 		t.Errorf("success Limits = %+v, want %+v", resp.Limits, want)
 	}
 
-	server, _ = fakeUpstream(t, replyWith(http.StatusTooManyRequests, headers, `{"error":{"message":"x"}}`))
+	server, _ = upstreamtest.Start(t, upstreamtest.Reply(http.StatusTooManyRequests, headers, `{"error":{"message":"x"}}`))
 	b = newTestBackend(t, Config{BaseURL: server.URL})
 	b.now = func() time.Time { return now }
 	e := sendError(t, b, textParams)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/batchd/batchd/internal/backend"
+	"github.com/batchd/batchd/internal/backend/upstreamtest"
 )
 
 // okReply is a minimal chat completion.
@@ -175,7 +176,7 @@ func TestSendTranslatesRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, requests := fakeUpstream(t, replyWith(http.StatusOK, nil, okReply))
+			server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, okReply))
 			b := newTestBackend(t, Config{
 				BaseURL:  server.URL,
 				ModelMap: map[string]string{"claude-x": "upstream-x"},
@@ -190,8 +191,8 @@ func TestSendTranslatesRequest(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("upstream received %d requests, want 1", len(got))
 			}
-			if !jsonEqual(t, got[0].body, []byte(tt.want)) {
-				t.Errorf("chat request:\ngot  %s\nwant %s", got[0].body, tt.want)
+			if !jsonEqual(t, got[0].Body, []byte(tt.want)) {
+				t.Errorf("chat request:\ngot  %s\nwant %s", got[0].Body, tt.want)
 			}
 		})
 	}
@@ -302,7 +303,7 @@ func TestSendRejectsUntranslatable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, requests := fakeUpstream(t, replyWith(http.StatusOK, nil, okReply))
+			server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, okReply))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
 			e := sendError(t, b, tt.params)
@@ -330,7 +331,7 @@ func TestSendRequestHeaders(t *testing.T) {
 
 	params := json.RawMessage(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`)
 
-	server, requests := fakeUpstream(t, replyWith(http.StatusOK, nil, okReply))
+	server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, okReply))
 	withKey := newTestBackend(t, Config{BaseURL: server.URL + "/prefix/", APIKey: "sk-local"})
 	withoutKey := newTestBackend(t, Config{BaseURL: server.URL})
 
@@ -344,22 +345,22 @@ func TestSendRequestHeaders(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("upstream received %d requests, want 2", len(got))
 	}
-	if got[0].method != http.MethodPost {
-		t.Errorf("method = %s, want POST", got[0].method)
+	if got[0].Method != http.MethodPost {
+		t.Errorf("method = %s, want POST", got[0].Method)
 	}
-	if got[0].path != "/prefix/v1/chat/completions" {
-		t.Errorf("path = %s, want /prefix/v1/chat/completions", got[0].path)
+	if got[0].Path != "/prefix/v1/chat/completions" {
+		t.Errorf("path = %s, want /prefix/v1/chat/completions", got[0].Path)
 	}
-	if v := got[0].header.Get("Authorization"); v != "Bearer sk-local" {
+	if v := got[0].Header.Get("Authorization"); v != "Bearer sk-local" {
 		t.Errorf("Authorization = %q, want %q", v, "Bearer sk-local")
 	}
-	if v := got[0].header.Get("Content-Type"); v != "application/json" {
+	if v := got[0].Header.Get("Content-Type"); v != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", v)
 	}
-	if got[1].path != "/v1/chat/completions" {
-		t.Errorf("path = %s, want /v1/chat/completions", got[1].path)
+	if got[1].Path != "/v1/chat/completions" {
+		t.Errorf("path = %s, want /v1/chat/completions", got[1].Path)
 	}
-	if v := got[1].header.Values("Authorization"); len(v) != 0 {
+	if v := got[1].Header.Values("Authorization"); len(v) != 0 {
 		t.Errorf("Authorization = %q, want none without a key", v)
 	}
 }
@@ -367,7 +368,7 @@ func TestSendRequestHeaders(t *testing.T) {
 func TestSendUsesRequestModelForMapping(t *testing.T) {
 	t.Parallel()
 
-	server, requests := fakeUpstream(t, replyWith(http.StatusOK, nil, okReply))
+	server, requests := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, okReply))
 	modelMap := map[string]string{"claude-a": "local-a"}
 	b := newTestBackend(t, Config{BaseURL: server.URL, ModelMap: modelMap})
 	modelMap["claude-a"] = "changed after New"
@@ -381,7 +382,7 @@ func TestSendUsesRequestModelForMapping(t *testing.T) {
 	}
 
 	var sent struct{ Model string }
-	if err := json.Unmarshal(requests()[0].body, &sent); err != nil {
+	if err := json.Unmarshal(requests()[0].Body, &sent); err != nil {
 		t.Fatal(err)
 	}
 	if sent.Model != "local-a" {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/batchd/batchd/internal/backend"
+	"github.com/batchd/batchd/internal/backend/upstreamtest"
 )
 
 // wantMessage is the part of a translated Message that a test checks. The
@@ -159,7 +160,7 @@ func TestSendTranslatesReply(t *testing.T) {
 			if params == "" {
 				params = `{"model":"claude-x","max_tokens":50,"messages":[{"role":"user","content":"x"}]}`
 			}
-			server, _ := fakeUpstream(t, replyWith(http.StatusOK, nil, tt.reply))
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, tt.reply))
 			b := newTestBackend(t, Config{BaseURL: server.URL, ModelMap: map[string]string{"claude-x": "local"}})
 
 			resp, err := b.Send(context.Background(), backend.Request{Params: json.RawMessage(params)})
@@ -230,7 +231,7 @@ func TestSendTranslatesReply(t *testing.T) {
 func TestSendMessageIDsDiffer(t *testing.T) {
 	t.Parallel()
 
-	server, _ := fakeUpstream(t, replyWith(http.StatusOK, nil, okReply))
+	server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, okReply))
 	b := newTestBackend(t, Config{BaseURL: server.URL})
 	params := json.RawMessage(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`)
 
@@ -257,7 +258,7 @@ func TestSendReplacesInvalidToolCallID(t *testing.T) {
 	reply := `{"choices":[{"message":{"content":null,"tool_calls":[` +
 		`{"id":"call.1/x","type":"function","function":{"name":"t","arguments":"{}"}},` +
 		`{"type":"function","function":{"name":"t","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}`
-	server, _ := fakeUpstream(t, replyWith(http.StatusOK, nil, reply))
+	server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, reply))
 	b := newTestBackend(t, Config{BaseURL: server.URL})
 
 	resp, err := b.Send(context.Background(), backend.Request{
@@ -314,7 +315,7 @@ func TestSendMalformedReply(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := fakeUpstream(t, replyWith(http.StatusOK, nil, tt.reply))
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(http.StatusOK, nil, tt.reply))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
 			e := sendError(t, b, `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`)
