@@ -126,7 +126,7 @@ func (s *Store) insertRequests(ctx context.Context, firstRID int64, reqs []batch
 	}
 	defer stmt.Close()
 
-	rowCtx := quick(ctx)
+	rowCtx := unwatched(ctx)
 	for i, req := range reqs {
 		_, err := stmt.ExecContext(rowCtx, firstRID+int64(i), req.CustomID, []byte(req.Params))
 		if err != nil {

@@ -120,7 +120,7 @@ func (s *Store) RequestFinish(ctx context.Context, params store.RequestFinishPar
 		defer stmt.Close()
 
 		seqs := map[string]int64{}
-		rowCtx := quick(ctx)
+		rowCtx := unwatched(ctx)
 		for _, res := range params.Results {
 			seq, ok := seqs[res.BatchID]
 			if !ok {

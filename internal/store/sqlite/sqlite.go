@@ -35,12 +35,20 @@ const insertChunk = 2000
 // Store is a [store.Store] on one SQLite file.
 type Store struct {
 	write *sql.DB // exactly one connection: SQLite allows one writer
-	read  *sql.DB
+	read  *sql.DB // long reads, such as a results download
 
-	// readStmts caches prepared statements of the hot read queries (list,
-	// get, key lookup), so SQLite does not parse their SQL on every call.
-	readStmtsMu sync.Mutex
-	readStmts   map[string]*sql.Stmt
+	// quick serves the short reads of the API, get and list, on connections
+	// of their own, so that downloads holding read connections do not hold
+	// them up. quickGate admits callers to it in arrival order: database/sql
+	// hands a freed connection to a random waiter, which under load gives
+	// some calls many times the wait of others.
+	quick     *sql.DB
+	quickGate chan struct{}
+
+	// quickStmts caches the prepared statements of the short reads, so
+	// SQLite does not parse their SQL on every call.
+	quickStmtsMu sync.Mutex
+	quickStmts   map[string]*sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -59,19 +67,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
 
-	read, err := openDB(path, false)
+	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	read, err := openReadDB(path, readers)
 	if err != nil {
 		write.Close()
 		return nil, err
 	}
-	readers := max(4, 2*runtime.GOMAXPROCS(0))
-	read.SetMaxOpenConns(readers)
-	// database/sql keeps only 2 idle connections unless told otherwise, so
-	// under load it would close the others after each query and open them
-	// again, with a cold page cache and statements to prepare anew.
-	read.SetMaxIdleConns(readers)
+	quick, err := openReadDB(path, readers)
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, err
+	}
 
-	s := &Store{write: write, read: read, readStmts: map[string]*sql.Stmt{}}
+	s := &Store{write: write, read: read, quick: quick,
+		quickGate: make(chan struct{}, readers), quickStmts: map[string]*sql.Stmt{}}
 	if err := s.dropStaging(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -116,29 +126,54 @@ func openDB(path string, immediate bool) (*sql.DB, error) {
 	return db, nil
 }
 
-// Close closes both connection pools.
-func (s *Store) Close() error {
-	s.readStmtsMu.Lock()
-	for _, stmt := range s.readStmts {
-		stmt.Close()
-	}
-	s.readStmtsMu.Unlock()
-	return errors.Join(s.read.Close(), s.write.Close())
-}
-
-// readStmt returns the prepared read statement for query, preparing it on
-// first use.
-func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	s.readStmtsMu.Lock()
-	defer s.readStmtsMu.Unlock()
-	if stmt, ok := s.readStmts[query]; ok {
-		return stmt, nil
-	}
-	stmt, err := s.read.PrepareContext(ctx, query)
+// openReadDB opens a pool of n read connections to path.
+func openReadDB(path string, n int) (*sql.DB, error) {
+	db, err := openDB(path, false)
 	if err != nil {
 		return nil, err
 	}
-	s.readStmts[query] = stmt
+	db.SetMaxOpenConns(n)
+	// database/sql keeps only 2 idle connections by default, so under load
+	// it would close the others after each query and open them again, with
+	// a cold page cache and statements to prepare anew.
+	db.SetMaxIdleConns(n)
+	return db, nil
+}
+
+// Close closes the connection pools.
+func (s *Store) Close() error {
+	s.quickStmtsMu.Lock()
+	for _, stmt := range s.quickStmts {
+		stmt.Close()
+	}
+	s.quickStmtsMu.Unlock()
+	return errors.Join(s.quick.Close(), s.read.Close(), s.write.Close())
+}
+
+// enterQuick waits for a turn on the quick-read pool, in arrival order, and
+// returns the function that ends the turn.
+func (s *Store) enterQuick(ctx context.Context) (func(), error) {
+	select {
+	case s.quickGate <- struct{}{}:
+		return func() { <-s.quickGate }, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// quickStmt returns the prepared statement for query on the quick-read
+// pool, preparing it on first use.
+func (s *Store) quickStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.quickStmtsMu.Lock()
+	defer s.quickStmtsMu.Unlock()
+	if stmt, ok := s.quickStmts[query]; ok {
+		return stmt, nil
+	}
+	stmt, err := s.quick.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s.quickStmts[query] = stmt
 	return stmt, nil
 }
 
@@ -311,23 +346,29 @@ func scanBatchRow(row *sql.Row, id string) (batch.Batch, int64, error) {
 
 // BatchGet implements [store.Store].
 func (s *Store) BatchGet(ctx context.Context, params store.BatchGetParams) (batch.Batch, error) {
-	stmt, err := s.readStmt(ctx, getBatchQuery)
+	leave, err := s.enterQuick(ctx)
 	if err != nil {
 		return batch.Batch{}, fmt.Errorf("get batch %s: %w", params.ID, err)
 	}
-	row := stmt.QueryRowContext(quick(ctx), params.ID, params.WorkspaceID,
+	defer leave()
+
+	stmt, err := s.quickStmt(ctx, getBatchQuery)
+	if err != nil {
+		return batch.Batch{}, fmt.Errorf("get batch %s: %w", params.ID, err)
+	}
+	row := stmt.QueryRowContext(unwatched(ctx), params.ID, params.WorkspaceID,
 		params.WorkspaceID)
 	b, _, err := scanBatchRow(row, params.ID)
 	return b, err
 }
 
-// quick returns ctx without its cancellation, for statements that take
+// unwatched returns ctx without its cancellation, for statements that take
 // microseconds: a page of the list, or one row of a write transaction that
 // runs a statement per row. With a context that can end, database/sql and
 // the driver each start a goroutine per statement to watch it, which costs
 // more than such a statement itself. A write transaction still ends with the
 // context it began with: database/sql rolls it back.
-func quick(ctx context.Context) context.Context {
+func unwatched(ctx context.Context) context.Context {
 	return context.WithoutCancel(ctx)
 }
 
@@ -382,11 +423,17 @@ func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (st
 	query := listQueries[boolIndex(params.AfterID != "")][boolIndex(params.BeforeID != "")]
 	ascending := params.BeforeID != ""
 
-	stmt, err := s.readStmt(ctx, query)
+	leave, err := s.enterQuick(ctx)
 	if err != nil {
 		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 	}
-	rows, err := stmt.QueryContext(quick(ctx), args...)
+	defer leave()
+
+	stmt, err := s.quickStmt(ctx, query)
+	if err != nil {
+		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
+	}
+	rows, err := stmt.QueryContext(unwatched(ctx), args...)
 	if err != nil {
 		return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 	}
