@@ -177,29 +177,45 @@ const batchColumns = `seq, id, workspace_id, status, request_count,
 	created_at, expires_at, ended_at, cancel_initiated_at, archived_at, betas`
 
 func scanBatch(row pgx.Row) (batch.Batch, int64, error) {
-	var (
-		b                      batch.Batch
-		seq                    int64
-		status                 string
-		ended, cancel, archive pgtype.Timestamptz
-	)
-	err := row.Scan(&seq, &b.ID, &b.WorkspaceID, &status, &b.RequestCount,
-		&b.Final.Succeeded, &b.Final.Errored, &b.Final.Canceled, &b.Final.Expired,
-		&b.CreatedAt, &b.ExpiresAt, &ended, &cancel, &archive, &b.Betas)
-	if err != nil {
+	var bs batchScan
+	return bs.scan(row)
+}
+
+// batchScan holds the scan targets of one batch row. A query that reads
+// many rows reuses one, because Scan takes pointers: targets declared per
+// row would each be allocated anew.
+type batchScan struct {
+	b                      batch.Batch
+	seq                    int64
+	status                 string
+	ended, cancel, archive pgtype.Timestamptz
+	dest                   []any
+}
+
+// scan reads the batchColumns of row.
+func (s *batchScan) scan(row pgx.Row) (batch.Batch, int64, error) {
+	if s.dest == nil {
+		s.dest = []any{&s.seq, &s.b.ID, &s.b.WorkspaceID, &s.status, &s.b.RequestCount,
+			&s.b.Final.Succeeded, &s.b.Final.Errored, &s.b.Final.Canceled, &s.b.Final.Expired,
+			&s.b.CreatedAt, &s.b.ExpiresAt, &s.ended, &s.cancel, &s.archive, &s.b.Betas}
+	}
+	// A fresh slice for each row, so that rows never share the betas' array.
+	s.b.Betas = nil
+	if err := row.Scan(s.dest...); err != nil {
 		return batch.Batch{}, 0, err
 	}
 
-	b.Status = batch.Status(status)
+	b := s.b
+	b.Status = batch.Status(s.status)
 	b.CreatedAt = b.CreatedAt.UTC()
 	b.ExpiresAt = b.ExpiresAt.UTC()
-	b.EndedAt = fromNullTime(ended)
-	b.CancelInitiatedAt = fromNullTime(cancel)
-	b.ArchivedAt = fromNullTime(archive)
+	b.EndedAt = fromNullTime(s.ended)
+	b.CancelInitiatedAt = fromNullTime(s.cancel)
+	b.ArchivedAt = fromNullTime(s.archive)
 	if len(b.Betas) == 0 {
 		b.Betas = nil
 	}
-	return b, seq, nil
+	return b, s.seq, nil
 }
 
 // querier is the QueryRow method shared by *pgxpool.Pool and pgx.Tx.
@@ -267,9 +283,10 @@ func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (st
 	}
 	defer rows.Close()
 
-	var page store.BatchPage
+	page := store.BatchPage{Batches: make([]batch.Batch, 0, limit+1)}
+	var scan batchScan
 	for rows.Next() {
-		b, _, err := scanBatch(rows)
+		b, _, err := scan.scan(rows)
 		if err != nil {
 			return store.BatchPage{}, fmt.Errorf("list batches: %w", err)
 		}
@@ -304,9 +321,12 @@ func (s *Store) BatchListActive(ctx context.Context) ([]batch.Batch, error) {
 	}
 	defer rows.Close()
 
-	var batches []batch.Batch
+	var (
+		batches []batch.Batch
+		scan    batchScan
+	)
 	for rows.Next() {
-		b, _, err := scanBatch(rows)
+		b, _, err := scan.scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list active batches: %w", err)
 		}

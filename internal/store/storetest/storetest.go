@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"CreateEmpty", testCreateEmpty},
 		{"ListOrderAndCursors", testListOrderAndCursors},
 		{"ListWorkspaceScope", testListWorkspaceScope},
+		{"ListRowsStayApart", testListRowsStayApart},
 		{"CancelTransitions", testCancelTransitions},
 		{"DeleteOnlyEnded", testDeleteOnlyEnded},
 		{"ClaimAndFinish", testClaimAndFinish},
@@ -853,5 +855,42 @@ func testExtendLeases(t *testing.T, s store.Store) {
 	}
 	if got := f.finish("a", mine, batch.OutcomeSucceeded); got != 2 {
 		t.Errorf("owner of extended leases recorded %d, want 2", got)
+	}
+}
+
+// testListRowsStayApart lists batches whose betas differ in number and
+// content, and checks that each listed batch keeps its own: a store that
+// reuses scan targets from row to row must not let rows share memory.
+func testListRowsStayApart(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	betas := [][]string{{"a-1", "a-2", "a-3"}, nil, {"c-1"}, {"d-1", "d-2"}}
+	want := map[string][]string{}
+	for i, bs := range betas {
+		created := epoch.Add(time.Duration(i) * time.Second)
+		b, err := s.BatchCreate(ctx, store.BatchCreateParams{
+			Requests: requestsOf(1),
+			NewBatch: func(int64) batch.Batch {
+				return batch.Batch{ID: batch.NewBatchID(created), WorkspaceID: "wrkspc_rows",
+					Status: batch.StatusInProgress, CreatedAt: created,
+					ExpiresAt: created.Add(time.Hour), Betas: bs}
+			},
+		})
+		if err != nil {
+			t.Fatalf("BatchCreate: %v", err)
+		}
+		want[b.ID] = bs
+	}
+
+	page, err := s.BatchList(ctx, store.BatchListParams{WorkspaceID: "wrkspc_rows", Limit: 10})
+	if err != nil {
+		t.Fatalf("BatchList: %v", err)
+	}
+	if len(page.Batches) != len(betas) {
+		t.Fatalf("listed %d batches, want %d", len(page.Batches), len(betas))
+	}
+	for _, b := range page.Batches {
+		if !slices.Equal(b.Betas, want[b.ID]) {
+			t.Errorf("batch %s betas = %v, want %v", b.ID, b.Betas, want[b.ID])
+		}
 	}
 }
