@@ -431,7 +431,8 @@ func TestSendNonJSONErrorBody(t *testing.T) {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			t.Parallel()
 
-			server, _ := upstreamtest.Start(t, upstreamtest.Reply(tt.status, map[string]string{"Content-Type": "text/html"}, tt.body))
+			html := map[string]string{"Content-Type": "text/html"}
+			server, _ := upstreamtest.Start(t, upstreamtest.Reply(tt.status, html, tt.body))
 			b := newTestBackend(t, Config{BaseURL: server.URL})
 
 			e := sendError(t, b, `{}`)

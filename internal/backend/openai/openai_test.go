@@ -184,7 +184,8 @@ func TestSendRateLimitHeaders(t *testing.T) {
 		t.Errorf("success Limits = %+v, want %+v", resp.Limits, want)
 	}
 
-	server, _ = upstreamtest.Start(t, upstreamtest.Reply(http.StatusTooManyRequests, headers, `{"error":{"message":"x"}}`))
+	server, _ = upstreamtest.Start(t,
+		upstreamtest.Reply(http.StatusTooManyRequests, headers, `{"error":{"message":"x"}}`))
 	b = newTestBackend(t, Config{BaseURL: server.URL})
 	b.now = func() time.Time { return now }
 	e := sendError(t, b, textParams)

@@ -110,7 +110,8 @@ func endedBatch(t *testing.T, st store.Store) batch.Batch {
 		results[i] = batch.Result{BatchID: b.ID, Index: req.Index, Fence: req.Fence,
 			Outcome: batch.OutcomeSucceeded, Body: json.RawMessage(`{}`)}
 	}
-	if _, err := st.RequestFinish(ctx, store.RequestFinishParams{Owner: "o", Results: results}); err != nil {
+	_, err = st.RequestFinish(ctx, store.RequestFinishParams{Owner: "o", Results: results})
+	if err != nil {
 		t.Fatalf("finish: %v", err)
 	}
 	ended, err := st.BatchEnd(ctx, store.BatchEndParams{ID: b.ID, Now: now.Add(time.Second)})
