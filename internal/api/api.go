@@ -153,7 +153,11 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // route registers h behind authentication and header checks.
 func (s *Server) route(mux *http.ServeMux, pattern string, h handlerFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.authenticate(r)
+		err := s.checkHost(r)
+		var c caller
+		if err == nil {
+			c, err = s.authenticate(r)
+		}
 		if err == nil {
 			w.Header().Set("anthropic-workspace-id", c.workspaceID)
 			err = h(w, r, c)

@@ -269,3 +269,28 @@ func TestParamsKeptByteForByte(t *testing.T) {
 		t.Errorf("betas = %v", got)
 	}
 }
+
+// TestRejectsHostUnfitForURLs sends Host headers that Go's client and server
+// let through but that cannot be the host of a results_url. Without
+// --public-url they get a JSON 400; with it, they do not matter.
+func TestRejectsHostUnfitForURLs(t *testing.T) {
+	t.Parallel()
+	hosts := []string{"a.example,b.example", "h.example:port", strings.Repeat("h", 300)}
+
+	h := newHarness(t, harnessOptions{noEngine: true})
+	for _, host := range hosts {
+		r := h.do(http.MethodGet, "/v1/messages/batches", nil, map[string]string{"Host": host})
+		if msg := h.checkError(r, 400, "invalid_request_error"); !strings.Contains(msg, "Host") {
+			t.Errorf("Host %.20q: message %q does not name the Host header", host, msg)
+		}
+	}
+
+	fixed := newHarness(t, harnessOptions{noEngine: true,
+		api: api.Config{PublicURL: "https://batchd.example"}})
+	for _, host := range hosts {
+		r := fixed.do(http.MethodGet, "/v1/messages/batches", nil, map[string]string{"Host": host})
+		if r.status != http.StatusOK {
+			t.Errorf("Host %.20q with a public URL: status %d, body %s", host, r.status, r.body)
+		}
+	}
+}

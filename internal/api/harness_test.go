@@ -176,9 +176,12 @@ func (h *harness) do(method, path string, body []byte, headers map[string]string
 		req.Header.Set("content-type", "application/json")
 	}
 	for name, value := range headers {
-		if value == "" {
+		switch {
+		case name == "Host":
+			req.Host = value
+		case value == "":
 			req.Header.Del(name)
-		} else {
+		default:
 			req.Header.Set(name, value)
 		}
 	}

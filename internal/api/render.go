@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -192,6 +193,59 @@ func plainJSON(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkHost rejects a request whose Host header cannot be the host of a URL,
+// unless a public URL is configured: results_url is built from it, and a
+// long or malformed value would be copied into every batch of a response.
+func (s *Server) checkHost(r *http.Request) error {
+	if s.cfg.PublicURL != "" || validHost(r.Host) {
+		return nil
+	}
+	return invalidf("Host: %q is not a host name or address with an optional port; "+
+		"start batchd with --public-url to use a fixed base URL.", truncate(r.Host, 64))
+}
+
+// validHost reports whether h is a DNS name, an IPv4 address or a bracketed
+// IPv6 address, followed by an optional port.
+func validHost(h string) bool {
+	const maxHost = 253 + len(":65535")
+	if h == "" || len(h) > maxHost {
+		return false
+	}
+
+	host, port := h, ""
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
+		host, port = h[:i], h[i+1:]
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 0 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+			return false
+		}
+	}
+	if inner, ok := strings.CutPrefix(host, "["); ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+		return ok && net.ParseIP(inner) != nil && strings.Contains(inner, ":")
+	}
+	if host == "" {
+		return false
+	}
+	for i := range len(host) {
+		switch c := host[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '.', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// truncate returns s cut to at most n bytes, marked with "..." when cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // baseURL returns the public base URL for links in responses to r.

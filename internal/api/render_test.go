@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,4 +201,20 @@ func BenchmarkAppendPage(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestValidHost(t *testing.T) {
+	for _, good := range []string{"127.0.0.1:8080", "localhost", "batchd.example",
+		"batchd.example:443", "[::1]:9000", "[::1]", "a_b.example", "x:0"} {
+		if !validHost(good) {
+			t.Errorf("validHost(%q) = false, want true", good)
+		}
+	}
+	for _, bad := range []string{"", "a.example,b.example", "[::1]:18471]", "h:abc", "h:",
+		":80", "h:99999", "h:+80", "ex\"ample", "ünï.example", "a b", "[127.0.0.1]",
+		"[::1", strings.Repeat("a", 300)} {
+		if validHost(bad) {
+			t.Errorf("validHost(%q) = true, want false", bad)
+		}
+	}
 }

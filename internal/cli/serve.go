@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -167,8 +168,35 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 		return cfg, fmt.Errorf("--retention (%s) must be longer than --expiry (%s)",
 			cfg.retention, cfg.expiry)
 	}
+	if err := checkPublicURL(cfg.publicURL); err != nil {
+		return cfg, err
+	}
 	cfg.engine.Retention = cfg.retention
 	return cfg, nil
+}
+
+// checkPublicURL accepts an empty --public-url or an absolute http or https
+// URL with a host and at most a path. The server appends
+// /v1/messages/batches/ID/results to it: a query or fragment would end up in
+// the middle of every results_url, and credentials in every batch.
+func checkPublicURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--public-url %q: %w", raw, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("--public-url %q: must start with http:// or https://", raw)
+	case u.Host == "":
+		return fmt.Errorf("--public-url %q: has no host", raw)
+	case u.User != nil:
+		return fmt.Errorf("--public-url %q: must not hold credentials", raw)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("--public-url %q: must not have a query or fragment", raw)
+	}
+	return nil
 }
 
 func (cfg *serveConfig) addEnvKeys(e *env) error {

@@ -55,3 +55,19 @@ func TestParseDurationDays(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPublicURL(t *testing.T) {
+	for _, good := range []string{"", "http://127.0.0.1:8080", "https://batchd.example/",
+		"https://gw.example/batchd", "http://[::1]:9000"} {
+		if err := checkPublicURL(good); err != nil {
+			t.Errorf("checkPublicURL(%q) = %v, want nil", good, err)
+		}
+	}
+	for _, bad := range []string{"not a url", "/relative", "ftp://h.example", "h.example",
+		"http://user:pw@h.example", "http://h.example/?q=1", "http://h.example/#frag",
+		"http://h.example/?", "http://"} {
+		if err := checkPublicURL(bad); err == nil {
+			t.Errorf("checkPublicURL(%q) = nil, want an error", bad)
+		}
+	}
+}
