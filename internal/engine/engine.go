@@ -148,6 +148,10 @@ var errStopped = errors.New("engine stopped")
 func (e *Engine) Run(ctx context.Context) error {
 	e.logger.InfoContext(ctx, "engine starting", "owner", e.cfg.Owner,
 		"concurrency", e.cfg.Concurrency)
+	if active, err := e.store.BatchListActive(ctx); err == nil && len(active) > 0 {
+		// After a crash or a stop, say that the work left over goes on.
+		e.logger.InfoContext(ctx, "resuming unfinished batches", "batches", len(active))
+	}
 
 	// Backend calls get their own context, so that a stop lets them finish
 	// within the grace period instead of cutting them off.

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"iter"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -458,4 +460,45 @@ func TestEnginePromptPrefixFirst(t *testing.T) {
 			t.Errorf("%s: %d calls started before the first one ended", system, overlapping)
 		}
 	}
+}
+
+// TestEngineLogsResumedBatches checks that an engine starting on a store
+// with unfinished batches says so, so that an operator reading the log after
+// a crash sees the leftover work go on.
+func TestEngineLogsResumedBatches(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	defer st.Close()
+	clk := clock.System{}
+	b := createBatch(t, st, clk, 3)
+
+	var (
+		mu  sync.Mutex
+		log bytes.Buffer
+	)
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &log}, nil))
+	answer := funcBackend(func(ctx context.Context, req backend.Request) (backend.Response, error) {
+		return backend.Response{Message: json.RawMessage(message)}, nil
+	})
+	eng := engine.New(engine.Config{PollInterval: 10 * time.Millisecond}, st, answer, clk, logger)
+	runUntilEnded(t, st, eng, b.ID, 10*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(log.String(), "resuming unfinished batches") ||
+		!strings.Contains(log.String(), "batches=1") {
+		t.Errorf("log does not report the unfinished batch:\n%s", log.String())
+	}
+}
+
+// lockedWriter serializes writes to w, which the engine's goroutines share.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
