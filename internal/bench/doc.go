@@ -9,7 +9,11 @@
 //   - BenchmarkCreateMemory: the peak resident memory of a `batchd serve`
 //     child process while it accepts the man-page batch of about 90 MB.
 //   - BenchmarkListLatency: list latency with 32 concurrent clients over
-//     100,000 stored batches, against GET /healthz as the baseline.
+//     100,000 stored batches, against GET /healthz as the baseline, with the
+//     clients and the server in the test process.
+//   - BenchmarkListLatencyProcess: the same calls from wrk against a
+//     `batchd serve` child process on SQLite, with the server's own CPU per
+//     call. It skips when wrk (Debian's package) is not installed.
 //
 // The benchmarks on PostgreSQL read the database URL from
 // BATCHD_TEST_DATABASE_URL and skip without it. Run each benchmark once per
