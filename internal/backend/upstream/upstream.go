@@ -190,19 +190,24 @@ func ReadBody(r io.Reader, limit int64) ([]byte, error) {
 	return body, nil
 }
 
+// maxIdlePerHost is above any concurrency a backend is likely to be given.
+const maxIdlePerHost = 4096
+
 // NewHTTPClient returns the client a backend uses when its configuration
 // names none.
 //
 // It has no overall timeout, because backends bound each call with a context
 // deadline instead. It does not follow redirects, so that one Send is one
 // call and a redirect shows up as an error naming its Location. It keeps up
-// to 256 idle connections per host: the default of 2 would make a backend
-// that runs many requests at once open and close a connection for almost
-// every request.
+// to maxIdlePerHost idle connections per host: the default of 2 would make a
+// backend that runs many requests at once open and close a connection for
+// almost every request. In practice the backend's concurrency bounds them,
+// since only a connection that a call opened is kept, and the transport's
+// idle timeout closes those left unused.
 func NewHTTPClient() *http.Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConns = 0
-	transport.MaxIdleConnsPerHost = 256
+	transport.MaxIdleConnsPerHost = maxIdlePerHost
 	return &http.Client{
 		Transport: transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
