@@ -41,6 +41,12 @@ func (e *Engine) dispatchOnce(ctx context.Context, work *queue) error {
 	if err != nil {
 		return err
 	}
+	if !e.started {
+		e.started = true
+		if len(active) > 0 {
+			e.logger.InfoContext(ctx, "resuming unfinished batches", "batches", len(active))
+		}
+	}
 
 	for _, b := range active {
 		if err := e.advance(ctx, b, work); err != nil {

@@ -113,6 +113,11 @@ type Engine struct {
 	queued   int
 
 	groups *prefixGroups
+
+	// started is set by the first dispatch round, which logs the unfinished
+	// batches it finds, so that after a crash or a stop the log says that the
+	// work left over goes on.
+	started bool
 }
 
 // New returns an engine that reads and writes st and sends requests to b.
@@ -148,10 +153,6 @@ var errStopped = errors.New("engine stopped")
 func (e *Engine) Run(ctx context.Context) error {
 	e.logger.InfoContext(ctx, "engine starting", "owner", e.cfg.Owner,
 		"concurrency", e.cfg.Concurrency)
-	if active, err := e.store.BatchListActive(ctx); err == nil && len(active) > 0 {
-		// After a crash or a stop, say that the work left over goes on.
-		e.logger.InfoContext(ctx, "resuming unfinished batches", "batches", len(active))
-	}
 
 	// Backend calls get their own context, so that a stop lets them finish
 	// within the grace period instead of cutting them off.
