@@ -115,7 +115,7 @@ type Engine struct {
 	groups *prefixGroups
 
 	// started is set by the first dispatch round, which logs the unfinished
-	// batches it finds, so that after a crash or a stop the log says that the
+	// batches it finds: after a crash or a stop, the log then shows that the
 	// work left over goes on.
 	started bool
 }
