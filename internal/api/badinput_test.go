@@ -272,7 +272,7 @@ func TestParamsKeptByteForByte(t *testing.T) {
 
 // TestRejectsHostUnfitForURLs sends Host headers that Go's client and server
 // let through but that cannot be the host of a results_url. Without
-// --public-url they get a JSON 400; with it, they do not matter.
+// --public-url they get a JSON 400. With it, the Host header is not used.
 func TestRejectsHostUnfitForURLs(t *testing.T) {
 	t.Parallel()
 	hosts := []string{"a.example,b.example", "h.example:port", strings.Repeat("h", 300)}

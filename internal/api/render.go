@@ -18,10 +18,10 @@ const timeLayout = "2006-01-02T15:04:05.000000Z"
 // MessageBatch objects are written by hand into pooled buffers rather than
 // through encoding/json: listing is the API's busiest call, and reflection
 // with a fresh buffer per page made up most of its allocations. The shape is
-// fixed, so the code stays short; render_test.go checks it byte for byte
-// against encoding/json.
+// fixed, so the code stays short, and render_test.go checks it byte for
+// byte against encoding/json.
 
-// bufferPool holds response buffers. Buffers that grew past maxPooledBuffer
+// bufferPool contains response buffers. Buffers that grew past maxPooledBuffer
 // are dropped, so one large page does not stay in memory.
 var bufferPool = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -171,7 +171,7 @@ func appendOptionalTime(dst []byte, t time.Time) []byte {
 }
 
 // appendString appends s as a JSON string. Ids, statuses and ordinary URLs
-// need no escaping and are copied; anything else goes through encoding/json,
+// need no escaping and are copied. Anything else goes through encoding/json,
 // which escapes exactly as the other responses do.
 func appendString(dst []byte, s string) []byte {
 	if plainJSON(s) {

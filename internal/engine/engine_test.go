@@ -463,8 +463,8 @@ func TestEnginePromptPrefixFirst(t *testing.T) {
 }
 
 // TestEngineLogsResumedBatches checks that an engine starting on a store
-// with unfinished batches says so, so that an operator reading the log after
-// a crash sees the leftover work go on.
+// with unfinished batches logs them, because an operator reading the log
+// after a crash needs to see the leftover work go on.
 func TestEngineLogsResumedBatches(t *testing.T) {
 	t.Parallel()
 	st := openStore(t, filepath.Join(t.TempDir(), "db"))

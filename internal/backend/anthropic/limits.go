@@ -29,7 +29,7 @@ func readLimitHeaders(h http.Header, names limitNames) limitHeaders {
 	}
 }
 
-// limitNames holds the canonical header names of one family, built once
+// limitNames contains the canonical header names of one family, built once
 // because every reply is read for them.
 type limitNames struct {
 	limit, remaining, reset string

@@ -29,16 +29,16 @@ type pacer struct {
 	mu sync.Mutex
 	// sent numbers the sends admitted so far.
 	sent int64
-	// pending holds the numbers of the admitted sends whose responses have
-	// not arrived, in increasing order.
+	// pending contains the numbers of the admitted sends whose responses
+	// have not arrived, in increasing order.
 	pending []int64
 
 	// requestsRemaining is the count of the report in use, or -1 when there
-	// is none; requestsReset is its reset time.
+	// is none. requestsReset is its reset time.
 	requestsRemaining int64
 	requestsReset     time.Time
-	// uncounted holds, in increasing order, the sends that the report in use
-	// may not include.
+	// uncounted contains, in increasing order, the sends that the report in
+	// use may not include.
 	uncounted []int64
 	// room is closed when sends held by the requests count may go again
 	// because responses showed that the server had counted sends that were
@@ -66,7 +66,8 @@ func newPacer(cfg Config) *pacer {
 // admit returns how long a send must wait at now, or 0 when it may go. A
 // send that may go is counted against the requests remaining, and its number
 // is returned for finish. A held send also gets a channel, or nil, that is
-// closed if it may go before the wait is over; it then calls admit again.
+// closed if it may go before the wait is over. The send then calls admit
+// again.
 func (p *pacer) admit(now time.Time) (time.Duration, int64, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -137,8 +138,8 @@ func (p *pacer) finish(now time.Time, lim backend.Limits, seq int64) {
 	}
 }
 
-// observeRequests takes the report of send seq: remaining requests until
-// reset. A send without a report stays among the uncounted ones, since the
+// observeRequests records the report of send seq: remaining requests
+// until reset. A send without a report stays among the uncounted ones, since the
 // pacer cannot tell whether the server counted it.
 func (p *pacer) observeRequests(remaining int64, reset time.Time, seq int64) {
 	switch {

@@ -56,8 +56,8 @@ func TestPacerCountsSendsAfterReport(t *testing.T) {
 
 // TestPacerOrdersReportsByCount reads the responses of four sends in the
 // reverse of the order in which the server counted them. The lowest count
-// is the server's latest, and once every response is in, the pacer holds the
-// exact number left.
+// is the server's latest, and once every response is in, the pacer's count
+// of what is left is exact.
 func TestPacerOrdersReportsByCount(t *testing.T) {
 	now, reset := pacerStart, pacerStart.Add(time.Minute)
 	p := newPacer(Config{MaxRetryAfter: time.Hour})

@@ -181,7 +181,7 @@ func scanBatch(row pgx.Row) (batch.Batch, int64, error) {
 	return bs.scan(row)
 }
 
-// batchScan holds the scan targets of one batch row. A query that reads
+// batchScan contains the scan targets of one batch row. A query that reads
 // many rows reuses one, because Scan takes pointers: targets declared per
 // row would each be allocated anew.
 type batchScan struct {

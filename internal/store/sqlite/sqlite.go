@@ -283,7 +283,7 @@ func scanBatch(row scanner) (batch.Batch, int64, error) {
 	return bs.scan(row)
 }
 
-// batchScan holds the scan targets of one batch row. A query that reads
+// batchScan contains the scan targets of one batch row. A query that reads
 // many rows reuses one, because Scan takes pointers: targets declared per
 // row would each be allocated anew, several hundred bytes per row.
 type batchScan struct {
@@ -372,7 +372,7 @@ func unwatched(ctx context.Context) context.Context {
 	return context.WithoutCancel(ctx)
 }
 
-// listQueries holds the list query for each combination of cursors,
+// listQueries contains the list query for each combination of cursors,
 // indexed by whether after_id and before_id are set.
 var listQueries = [2][2]string{
 	{listQuery(false, false), listQuery(false, true)},
