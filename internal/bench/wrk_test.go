@@ -315,7 +315,7 @@ func parseWrk(b *testing.B, out string, serverCPU time.Duration) wrkResult {
 }
 
 // processCPU returns the user and system CPU time of process pid so far,
-// from /proc, in clock ticks of 10ms.
+// from /proc, which counts it in clock ticks of clockTick.
 func processCPU(b *testing.B, pid int) time.Duration {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -331,5 +331,20 @@ func processCPU(b *testing.B, pid int) time.Duration {
 	if err1 != nil || err2 != nil {
 		b.Fatalf("parse %s: %v %v", data, err1, err2)
 	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return time.Duration(utime+stime) * clockTick(b)
+}
+
+// clockTick returns the length of the kernel's clock tick for user programs,
+// as getconf CLK_TCK reports it (100 per second on most Linux systems).
+func clockTick(b *testing.B) time.Duration {
+	b.Helper()
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if err != nil {
+		b.Fatalf("getconf CLK_TCK: %v", err)
+	}
+	perSecond, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || perSecond <= 0 {
+		b.Fatalf("getconf CLK_TCK printed %q", out)
+	}
+	return time.Second / time.Duration(perSecond)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -301,15 +302,9 @@ func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (st
 		page.Batches = page.Batches[:limit]
 	}
 	if ascending {
-		reverse(page.Batches)
+		slices.Reverse(page.Batches)
 	}
 	return page, nil
-}
-
-func reverse(batches []batch.Batch) {
-	for i, j := 0, len(batches)-1; i < j; i, j = i+1, j-1 {
-		batches[i], batches[j] = batches[j], batches[i]
-	}
 }
 
 // BatchListActive implements [store.Store].

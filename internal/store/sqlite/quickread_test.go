@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +25,7 @@ func TestListWhileDownloadsHoldReads(t *testing.T) {
 	defer st.Close()
 	b := endedBatch(t, st)
 
-	downloads := max(4, 2*runtime.GOMAXPROCS(0)) // the store's read pool
+	downloads := sqlite.ReadPoolSize()
 	release := make(chan struct{})
 	var started, done sync.WaitGroup
 	started.Add(downloads)

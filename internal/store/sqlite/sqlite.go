@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +68,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
 
-	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	readers := readPoolSize()
 	read, err := openReadDB(path, readers)
 	if err != nil {
 		write.Close()
@@ -124,6 +125,11 @@ func openDB(path string, immediate bool) (*sql.DB, error) {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}
 	return db, nil
+}
+
+// readPoolSize returns the number of connections in each read pool.
+func readPoolSize() int {
+	return max(4, 2*runtime.GOMAXPROCS(0))
 }
 
 // openReadDB opens a pool of n read connections to path.
@@ -457,15 +463,9 @@ func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (st
 		page.Batches = page.Batches[:params.Limit]
 	}
 	if ascending {
-		reverse(page.Batches)
+		slices.Reverse(page.Batches)
 	}
 	return page, nil
-}
-
-func reverse(batches []batch.Batch) {
-	for i, j := 0, len(batches)-1; i < j; i, j = i+1, j-1 {
-		batches[i], batches[j] = batches[j], batches[i]
-	}
 }
 
 // BatchListActive implements [store.Store].
