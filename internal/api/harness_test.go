@@ -59,7 +59,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "batchd.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "batchd.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -108,7 +108,7 @@ func openSQLite(tb testing.TB) (store.Store, func()) {
 	if err != nil {
 		tb.Fatalf("create temporary directory: %v", err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "batchd.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "batchd.db"), sqlite.Options{})
 	if err != nil {
 		tb.Fatalf("open SQLite store: %v", err)
 	}

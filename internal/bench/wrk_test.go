@@ -126,7 +126,8 @@ func fillDataDir(b *testing.B, dataDir, idsPath string) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dataDir, "batchd.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(dataDir, "batchd.db"),
+		sqlite.Options{})
 	if err != nil {
 		b.Fatalf("open store: %v", err)
 	}

@@ -53,7 +53,7 @@ func startServer(t *testing.T, opts serverOptions) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "batchd.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "batchd.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

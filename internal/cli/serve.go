@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,6 +27,7 @@ import (
 	"github.com/batchd/batchd/internal/engine"
 	"github.com/batchd/batchd/internal/metrics"
 	"github.com/batchd/batchd/internal/store"
+	"github.com/batchd/batchd/internal/store/listcache"
 	"github.com/batchd/batchd/internal/store/postgres"
 	"github.com/batchd/batchd/internal/store/sqlite"
 )
@@ -58,6 +60,7 @@ type serveConfig struct {
 	apiKeys     keyFlags
 	logLevel    slog.Level
 	logJSON     bool
+	listCache   int
 
 	expiry    time.Duration
 	retention time.Duration
@@ -126,6 +129,9 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 	fs.Var(&cfg.apiKeys, "api-key",
 		"`KEY=WORKSPACE_ID`: accept KEY for that workspace; repeatable (env "+apiKeysEnv+
 			", comma-separated)")
+	fs.IntVar(&cfg.listCache, "list-cache", listcache.DefaultSize,
+		"maximum number of batches the SQLite store keeps in memory to serve list and get "+
+			"calls without a query; 0 turns the copy off")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log `LEVEL`: debug, info, warn, error")
 	fs.BoolVar(&cfg.logJSON, "log-json", false, "write logs as JSON lines instead of text")
 
@@ -169,6 +175,9 @@ func parseServeFlags(e *env, args []string) (serveConfig, error) {
 			cfg.retention, cfg.expiry)
 	}
 	if err := checkPublicURL(cfg.publicURL); err != nil {
+		return cfg, err
+	}
+	if err := checkListCache(fs, cfg); err != nil {
 		return cfg, err
 	}
 	cfg.engine.Retention = cfg.retention
@@ -286,7 +295,11 @@ func openStore(ctx context.Context, cfg serveConfig) (store.Store, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.dataDir, "batchd.db"))
+	opts := sqlite.Options{ListCacheSize: cfg.listCache}
+	if cfg.listCache == 0 {
+		opts.ListCacheSize = -1
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.dataDir, "batchd.db"), opts)
 	if err != nil {
 		unlock()
 		return nil, nil, err
@@ -433,6 +446,22 @@ func reachableAddr(addr net.Addr) string {
 		return addr.String()
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+}
+
+// checkListCache rejects a negative --list-cache, and --list-cache with
+// PostgreSQL, whose nodes cannot keep a copy in memory because other nodes
+// change the same rows.
+func checkListCache(fs *flag.FlagSet, cfg serveConfig) error {
+	if cfg.listCache < 0 {
+		return fmt.Errorf("--list-cache must be 0 or more, got %d", cfg.listCache)
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "list-cache" })
+	if set && cfg.databaseURL != "" {
+		return errors.New("--list-cache applies to the SQLite store only; " +
+			"remove it or --database-url")
+	}
+	return nil
 }
 
 // durationFlag is a time.Duration flag that also accepts whole days, such

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batchd/batchd/internal/store/listcache"
 )
 
 func TestKeyFlagsRejectConflicts(t *testing.T) {
@@ -69,5 +72,34 @@ func TestCheckPublicURL(t *testing.T) {
 		if err := checkPublicURL(bad); err == nil {
 			t.Errorf("checkPublicURL(%q) = nil, want an error", bad)
 		}
+	}
+}
+
+func TestListCacheFlag(t *testing.T) {
+	parse := func(args ...string) (serveConfig, error) {
+		e := &env{stdout: io.Discard, stderr: io.Discard,
+			getenv: func(string) string { return "" }}
+		return parseServeFlags(e, append([]string{"--data-dir", t.TempDir()}, args...))
+	}
+
+	cfg, err := parse()
+	if err != nil {
+		t.Fatalf("no flags: %v", err)
+	}
+	if cfg.listCache != listcache.DefaultSize {
+		t.Errorf("default --list-cache = %d, want %d", cfg.listCache, listcache.DefaultSize)
+	}
+	if cfg, err := parse("--list-cache", "0"); err != nil || cfg.listCache != 0 {
+		t.Errorf("--list-cache 0: %d, %v; want 0, nil", cfg.listCache, err)
+	}
+	if _, err := parse("--list-cache", "-1"); err == nil {
+		t.Error("--list-cache -1 was accepted")
+	}
+	_, err = parse("--list-cache", "10", "--database-url", "postgres://127.0.0.1/batchd")
+	if err == nil {
+		t.Error("--list-cache with --database-url was accepted")
+	}
+	if _, err := parse("--database-url", "postgres://127.0.0.1/batchd"); err != nil {
+		t.Errorf("--database-url without --list-cache: %v", err)
 	}
 }

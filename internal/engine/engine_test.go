@@ -38,7 +38,7 @@ func (f funcBackend) Send(ctx context.Context, req backend.Request) (backend.Res
 
 func openStore(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), path)
+	st, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

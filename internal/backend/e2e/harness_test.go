@@ -78,7 +78,8 @@ func newChain(tb testing.TB, config string, cfg engine.Config,
 		tb.Fatalf("create router: %v", err)
 	}
 
-	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "batchd.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "batchd.db"),
+		sqlite.Options{})
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}

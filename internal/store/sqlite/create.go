@@ -137,47 +137,50 @@ func (s *Store) insertRequests(ctx context.Context, firstRID int64, reqs []batch
 }
 
 // publish inserts the batch row. NewBatch runs inside the write transaction,
-// which SQLite serializes, so batch ids grow in the order batches appear, and
-// an idempotency key checked here cannot be taken by another create before
-// the commit. An earlier batch with the key is returned with errReplayed.
+// which SQLite serializes and inBatchTx holds batchMu for, so batch ids grow
+// in the order batches appear, also in the cache. An idempotency key checked
+// here cannot be taken by another create before the commit. An earlier batch
+// with the key is returned with errReplayed.
 func (s *Store) publish(ctx context.Context, seq, count int64,
 	params store.BatchCreateParams) (batch.Batch, error) {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return batch.Batch{}, fmt.Errorf("publish batch: %w", err)
-	}
-	defer tx.Rollback()
+	var b batch.Batch
+	err := s.inBatchTx(ctx, func(tx *sql.Tx, changes *batchChanges) error {
+		var key sql.NullString
+		if params.IdempotencyKey != "" {
+			earlier, found, err := findByIdempotencyKey(ctx, tx, params.WorkspaceID,
+				params.IdempotencyKey)
+			if err != nil {
+				return err
+			}
+			if found {
+				b = earlier
+				return errReplayed
+			}
+			key = sql.NullString{String: params.IdempotencyKey, Valid: true}
+		}
 
-	var key sql.NullString
-	if params.IdempotencyKey != "" {
-		earlier, found, err := findByIdempotencyKey(ctx, tx, params.WorkspaceID, params.IdempotencyKey)
+		b = params.NewBatch(count)
+		b.RequestCount = count
+		_, err := tx.ExecContext(ctx, `INSERT INTO batches (seq, id, workspace_id, status,
+			request_count, created_at, expires_at, betas, idempotency_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			seq, b.ID, b.WorkspaceID, string(b.Status), count,
+			micros(b.CreatedAt), micros(b.ExpiresAt), strings.Join(b.Betas, ","), key)
 		if err != nil {
-			return batch.Batch{}, err
+			return fmt.Errorf("publish batch %s: %w", b.ID, err)
 		}
-		if found {
-			return earlier, errReplayed
+
+		_, err = tx.ExecContext(ctx, `DELETE FROM batch_staging WHERE seq = ?`, seq)
+		if err != nil {
+			return fmt.Errorf("publish batch %s: %w", b.ID, err)
 		}
-		key = sql.NullString{String: params.IdempotencyKey, Valid: true}
+		changes.put = append(changes.put, b)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errReplayed) {
+		return batch.Batch{}, err
 	}
-
-	b := params.NewBatch(count)
-	b.RequestCount = count
-	_, err = tx.ExecContext(ctx, `INSERT INTO batches (seq, id, workspace_id, status,
-		request_count, created_at, expires_at, betas, idempotency_key)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		seq, b.ID, b.WorkspaceID, string(b.Status), count,
-		micros(b.CreatedAt), micros(b.ExpiresAt), strings.Join(b.Betas, ","), key)
-	if err != nil {
-		return batch.Batch{}, fmt.Errorf("publish batch %s: %w", b.ID, err)
-	}
-
-	if _, err := tx.ExecContext(ctx, `DELETE FROM batch_staging WHERE seq = ?`, seq); err != nil {
-		return batch.Batch{}, fmt.Errorf("publish batch %s: %w", b.ID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return batch.Batch{}, fmt.Errorf("publish batch %s: %w", b.ID, err)
-	}
-	return b, nil
+	return b, err
 }
 
 // abortCreate removes a staged batch and any requests written for it.

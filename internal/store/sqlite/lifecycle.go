@@ -15,7 +15,7 @@ const archiveChunk = 50
 // BatchCancel implements [store.Store].
 func (s *Store) BatchCancel(ctx context.Context, params store.BatchCancelParams) (batch.Batch, error) {
 	var result batch.Batch
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inBatchTx(ctx, func(tx *sql.Tx, changes *batchChanges) error {
 		b, seq, err := getBatch(ctx, tx, params.WorkspaceID, params.ID)
 		if err != nil {
 			return err
@@ -38,6 +38,7 @@ func (s *Store) BatchCancel(ctx context.Context, params store.BatchCancelParams)
 		b.Status = batch.StatusCanceling
 		b.CancelInitiatedAt = params.Now
 		result = b
+		changes.put = append(changes.put, b)
 		return nil
 	})
 	return result, err
@@ -45,7 +46,7 @@ func (s *Store) BatchCancel(ctx context.Context, params store.BatchCancelParams)
 
 // BatchDelete implements [store.Store].
 func (s *Store) BatchDelete(ctx context.Context, params store.BatchDeleteParams) error {
-	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return s.inBatchTx(ctx, func(tx *sql.Tx, changes *batchChanges) error {
 		b, seq, err := getBatch(ctx, tx, params.WorkspaceID, params.ID)
 		if err != nil {
 			return err
@@ -63,6 +64,7 @@ func (s *Store) BatchDelete(ctx context.Context, params store.BatchDeleteParams)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM batches WHERE seq = ?`, seq); err != nil {
 			return fmt.Errorf("delete batch %s: %w", params.ID, err)
 		}
+		changes.deleted = append(changes.deleted, b)
 		return nil
 	})
 }
@@ -70,7 +72,7 @@ func (s *Store) BatchDelete(ctx context.Context, params store.BatchDeleteParams)
 // BatchEnd implements [store.Store].
 func (s *Store) BatchEnd(ctx context.Context, params store.BatchEndParams) (bool, error) {
 	ended := false
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inBatchTx(ctx, func(tx *sql.Tx, changes *batchChanges) error {
 		b, seq, err := getBatch(ctx, tx, "", params.ID)
 		if err != nil || b.Status == batch.StatusEnded {
 			return err
@@ -98,6 +100,10 @@ func (s *Store) BatchEnd(ctx context.Context, params store.BatchEndParams) (bool
 		if err != nil {
 			return fmt.Errorf("end batch %s: %w", params.ID, err)
 		}
+		b.Status = batch.StatusEnded
+		b.EndedAt = params.Now
+		b.Final = counts
+		changes.put = append(changes.put, b)
 		ended = true
 		return nil
 	})
@@ -152,25 +158,30 @@ func (s *Store) BatchArchive(ctx context.Context, params store.BatchArchiveParam
 
 func (s *Store) archiveSome(ctx context.Context, params store.BatchArchiveParams) (int, error) {
 	n := 0
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT seq FROM batches
+	err := s.inBatchTx(ctx, func(tx *sql.Tx, changes *batchChanges) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches
 			WHERE archived_at IS NULL AND created_at < ? AND status = 'ended'
 			ORDER BY created_at LIMIT ?`, micros(params.CreatedBefore), archiveChunk)
 		if err != nil {
 			return fmt.Errorf("find batches to archive: %w", err)
 		}
-		var seqs []int64
+		var (
+			found []batch.Batch
+			seqs  []int64
+			scan  batchScan
+		)
 		for rows.Next() {
-			var seq int64
-			if err := rows.Scan(&seq); err != nil {
+			b, seq, err := scan.scan(rows)
+			if err != nil {
 				rows.Close()
 				return err
 			}
+			found = append(found, b)
 			seqs = append(seqs, seq)
 		}
 		rows.Close()
 
-		for _, seq := range seqs {
+		for i, seq := range seqs {
 			low, high := ridRange(seq)
 			if _, err := tx.ExecContext(ctx,
 				`DELETE FROM requests WHERE rid BETWEEN ? AND ?`, low, high); err != nil {
@@ -180,7 +191,9 @@ func (s *Store) archiveSome(ctx context.Context, params store.BatchArchiveParams
 				micros(params.Now), seq); err != nil {
 				return fmt.Errorf("archive batch: %w", err)
 			}
+			found[i].ArchivedAt = params.Now
 		}
+		changes.put = found
 		n = len(seqs)
 		return nil
 	})

@@ -18,7 +18,8 @@ import (
 // at once: they have connections of their own.
 func TestListWhileDownloadsHoldReads(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "batchd.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "batchd.db"),
+		sqlite.Options{ListCacheSize: -1})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

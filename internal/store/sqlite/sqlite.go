@@ -1,6 +1,10 @@
 // Package sqlite is batchd's embedded store: one SQLite database file in WAL
 // mode, written through a single connection and read through a pool.
 //
+// Because the store is the only writer of its file, it keeps the newest
+// batches of each workspace in memory (package listcache) and serves list
+// and get calls from there when it can, without a query.
+//
 // Limitations: one batchd process may use a database file at a time (the
 // caller holds a lock on the data directory), and synchronous=NORMAL means a
 // power loss, unlike a crash of the process, can lose the last transactions
@@ -23,6 +27,7 @@ import (
 
 	"github.com/batchd/batchd/internal/batch"
 	"github.com/batchd/batchd/internal/store"
+	"github.com/batchd/batchd/internal/store/listcache"
 )
 
 // seqShift places a batch's seq above the request index inside a request's
@@ -50,13 +55,31 @@ type Store struct {
 	// SQLite does not parse their SQL on every call.
 	quickStmtsMu sync.Mutex
 	quickStmts   map[string]*sql.Stmt
+
+	// cache is the in-memory copy of the newest batches, nil when turned
+	// off. batchMu is held from the start of each transaction that changes
+	// batch rows until its changes are in the cache, so that the cache
+	// receives them in commit order.
+	cache   *listcache.Cache
+	batchMu sync.Mutex
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens or creates the database at path, brings its schema up to date
-// and removes what half-finished creates of an earlier process left behind.
-func Open(ctx context.Context, path string) (*Store, error) {
+// Options are the settings of a Store. The zero value gives the defaults.
+type Options struct {
+	// ListCacheSize is the maximum number of batches the store keeps in
+	// memory to serve list and get calls: [listcache.DefaultSize] if zero,
+	// none if negative.
+	// Lists and gets of batches older than the cached ones read the
+	// database.
+	ListCacheSize int
+}
+
+// Open opens or creates the database at path, brings its schema up to date,
+// removes what half-finished creates of an earlier process left behind and
+// loads the newest batches into memory.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	write, err := openDB(path, true)
 	if err != nil {
 		return nil, err
@@ -91,7 +114,76 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if opts.ListCacheSize >= 0 {
+		if err := s.loadCache(ctx, listcache.New(opts.ListCacheSize)); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// loadCache fills cache with the newest batches of the database, as many as
+// fit, and makes it the store's cache.
+func (s *Store) loadCache(ctx context.Context, cache *listcache.Cache) error {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches
+		ORDER BY id DESC LIMIT ?`, cache.Size()+1)
+	if err != nil {
+		return fmt.Errorf("load batches into memory: %w", err)
+	}
+	defer rows.Close()
+
+	var (
+		scan   batchScan
+		loaded int
+	)
+	for rows.Next() {
+		b, _, err := scan.scan(rows)
+		if err != nil {
+			return fmt.Errorf("load batches into memory: %w", err)
+		}
+		if loaded == cache.Size() {
+			cache.Cut(b.ID)
+			break
+		}
+		cache.Put(b)
+		loaded++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load batches into memory: %w", err)
+	}
+	s.cache = cache
+	return nil
+}
+
+// batchChanges records what a transaction did to batch rows, for the cache.
+type batchChanges struct {
+	put     []batch.Batch
+	deleted []batch.Batch
+}
+
+// inBatchTx runs fn in a write transaction, and once it has committed,
+// applies the changes fn recorded to the cache.
+func (s *Store) inBatchTx(ctx context.Context,
+	fn func(tx *sql.Tx, changes *batchChanges) error) error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+
+	var changes batchChanges
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		return fn(tx, &changes)
+	})
+	if err != nil || s.cache == nil {
+		return err
+	}
+
+	for _, b := range changes.put {
+		s.cache.Put(b)
+	}
+	for _, b := range changes.deleted {
+		s.cache.Delete(b.WorkspaceID, b.ID)
+	}
+	return nil
 }
 
 // releaseClaims returns every claimed request to pending. Only one process
@@ -352,6 +444,16 @@ func scanBatchRow(row *sql.Row, id string) (batch.Batch, int64, error) {
 
 // BatchGet implements [store.Store].
 func (s *Store) BatchGet(ctx context.Context, params store.BatchGetParams) (batch.Batch, error) {
+	if s.cache != nil {
+		b, found, covered := s.cache.Get(params.WorkspaceID, params.ID)
+		if covered && found {
+			return b, nil
+		}
+		if covered {
+			return batch.Batch{}, store.ErrNotFound
+		}
+	}
+
 	leave, err := s.enterQuick(ctx)
 	if err != nil {
 		return batch.Batch{}, fmt.Errorf("get batch %s: %w", params.ID, err)
@@ -415,6 +517,11 @@ func boolIndex(b bool) int {
 func (s *Store) BatchList(ctx context.Context, params store.BatchListParams) (store.BatchPage, error) {
 	if params.Limit < 1 {
 		return store.BatchPage{}, fmt.Errorf("list batches: limit %d is below 1", params.Limit)
+	}
+	if s.cache != nil {
+		if page, ok := s.cache.List(params); ok {
+			return page, nil
+		}
 	}
 
 	args := make([]any, 1, 4)

@@ -34,6 +34,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"ListOrderAndCursors", testListOrderAndCursors},
 		{"ListWorkspaceScope", testListWorkspaceScope},
 		{"ListRowsStayApart", testListRowsStayApart},
+		{"ListSeesChanges", testListSeesChanges},
 		{"CancelTransitions", testCancelTransitions},
 		{"DeleteOnlyEnded", testDeleteOnlyEnded},
 		{"ClaimAndFinish", testClaimAndFinish},
@@ -893,4 +894,126 @@ func testListRowsStayApart(t *testing.T, s store.Store) {
 			t.Errorf("batch %s betas = %v, want %v", b.ID, b.Betas, want[b.ID])
 		}
 	}
+}
+
+// testListSeesChanges checks that list and get return every batch as the
+// last cancel, end, archive or delete left it, for stores that answer them
+// from a copy in memory.
+func testListSeesChanges(t *testing.T, s store.Store) {
+	f := newFixture(t, s)
+	ctx := context.Background()
+	deleted := f.create("w", 1)
+	canceled := f.create("w", 2)
+	old := f.create("w", 2)
+	older := f.create("w", 1)
+	young := f.create("w", 1)
+	other := f.create("other", 1)
+
+	cancelAt := epoch.Add(time.Hour)
+	if _, err := s.BatchCancel(ctx, store.BatchCancelParams{
+		WorkspaceID: "w", ID: canceled.ID, Now: cancelAt,
+	}); err != nil {
+		t.Fatalf("BatchCancel: %v", err)
+	}
+	f.finishAll(old)
+	f.finishAll(older)
+	archivedAt := epoch.Add(29 * 24 * time.Hour)
+	if _, err := s.BatchArchive(ctx, store.BatchArchiveParams{
+		CreatedBefore: young.CreatedAt, Now: archivedAt,
+	}); err != nil {
+		t.Fatalf("BatchArchive: %v", err)
+	}
+	f.finishAll(deleted)
+	err := s.BatchDelete(ctx, store.BatchDeleteParams{WorkspaceID: "w", ID: deleted.ID})
+	if err != nil {
+		t.Fatalf("BatchDelete: %v", err)
+	}
+
+	page, err := s.BatchList(ctx, store.BatchListParams{WorkspaceID: "w", Limit: 10})
+	if err != nil {
+		t.Fatalf("BatchList: %v", err)
+	}
+	want := []string{young.ID, older.ID, old.ID, canceled.ID}
+	if got := ids(page.Batches); !slices.Equal(got, want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+
+	checkListed(t, page.Batches[0], batch.StatusInProgress, time.Time{}, time.Time{})
+	checkListed(t, page.Batches[1], batch.StatusEnded, time.Time{}, archivedAt)
+	checkListed(t, page.Batches[2], batch.StatusEnded, time.Time{}, archivedAt)
+	checkListed(t, page.Batches[3], batch.StatusCanceling, cancelAt, time.Time{})
+	if got := page.Batches[2].RequestCounts().Succeeded; got != 2 {
+		t.Errorf("listed ended batch: %d succeeded, want 2", got)
+	}
+	if page.Batches[2].EndedAt.IsZero() {
+		t.Error("listed ended batch has no ended_at")
+	}
+
+	for _, listed := range page.Batches {
+		got, err := f.get("w", listed.ID)
+		if err != nil {
+			t.Fatalf("BatchGet(%s): %v", listed.ID, err)
+		}
+		if describeBatch(got) != describeBatch(listed) {
+			t.Errorf("get and list differ:\n get  %s\n list %s",
+				describeBatch(got), describeBatch(listed))
+		}
+	}
+	if _, err := f.get("w", deleted.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get of the deleted batch: error = %v, want ErrNotFound", err)
+	}
+	if _, err := f.get("w", other.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get of another workspace's batch: error = %v, want ErrNotFound", err)
+	}
+
+	var paged []batch.Batch
+	after := ""
+	for range 10 {
+		one, err := s.BatchList(ctx, store.BatchListParams{
+			WorkspaceID: "w", AfterID: after, Limit: 1,
+		})
+		if err != nil {
+			t.Fatalf("BatchList: %v", err)
+		}
+		paged = append(paged, one.Batches...)
+		if !one.HasMore {
+			break
+		}
+		after = one.Batches[0].ID
+	}
+	if len(paged) != len(page.Batches) {
+		t.Fatalf("paging by one listed %d batches, want %d", len(paged), len(page.Batches))
+	}
+	for i := range paged {
+		if describeBatch(paged[i]) != describeBatch(page.Batches[i]) {
+			t.Errorf("paging by one, batch %d:\n got  %s\n want %s", i,
+				describeBatch(paged[i]), describeBatch(page.Batches[i]))
+		}
+	}
+}
+
+func checkListed(t *testing.T, b batch.Batch, status batch.Status,
+	cancelAt, archivedAt time.Time) {
+	t.Helper()
+	if b.Status != status {
+		t.Errorf("listed %s: status %s, want %s", b.ID, b.Status, status)
+	}
+	if !b.CancelInitiatedAt.Equal(cancelAt) {
+		t.Errorf("listed %s: cancel_initiated_at %v, want %v", b.ID, b.CancelInitiatedAt,
+			cancelAt)
+	}
+	if !b.ArchivedAt.Equal(archivedAt) {
+		t.Errorf("listed %s: archived_at %v, want %v", b.ID, b.ArchivedAt, archivedAt)
+	}
+}
+
+// describeBatch formats every field of b, times in UTC.
+func describeBatch(b batch.Batch) string {
+	times := []time.Time{b.CreatedAt, b.ExpiresAt, b.EndedAt, b.CancelInitiatedAt, b.ArchivedAt}
+	formatted := make([]string, len(times))
+	for i, tm := range times {
+		formatted[i] = tm.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprintf("%s ws=%s %s requests=%d final=%+v times=%v betas=%q",
+		b.ID, b.WorkspaceID, b.Status, b.RequestCount, b.Final, formatted, b.Betas)
 }
