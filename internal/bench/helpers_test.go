@@ -104,15 +104,24 @@ var backends = []backendCase{
 
 func openSQLite(tb testing.TB) (store.Store, func()) {
 	tb.Helper()
+	st, _, cleanup := openSQLiteFile(tb)
+	return st, cleanup
+}
+
+// openSQLiteFile opens a new SQLite store with the default options and also
+// returns the path of its database file.
+func openSQLiteFile(tb testing.TB) (store.Store, string, func()) {
+	tb.Helper()
 	dir, err := os.MkdirTemp(sharedTempDir(tb), "sqlite-")
 	if err != nil {
 		tb.Fatalf("create temporary directory: %v", err)
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "batchd.db"), sqlite.Options{})
+	path := filepath.Join(dir, "batchd.db")
+	st, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
 		tb.Fatalf("open SQLite store: %v", err)
 	}
-	return st, func() {
+	return st, path, func() {
 		st.Close()
 		os.RemoveAll(dir)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/batchd/batchd/internal/cputime"
 	"github.com/batchd/batchd/internal/store"
+	"github.com/batchd/batchd/internal/store/sqlite"
 )
 
 const (
@@ -35,10 +36,11 @@ const (
 	listLimit = 20
 )
 
-// listFixture is a store holding listBatches batches in benchWorkspace,
+// listFixture is a store containing listBatches batches in benchWorkspace,
 // shared by every run of one backend in this process.
 type listFixture struct {
 	store store.Store
+	path  string  // the database file, for SQLite
 	ids   idTable // ascending
 	err   error
 }
@@ -76,7 +78,9 @@ var (
 )
 
 // BenchmarkListLatency measures the latency of GET /v1/messages/batches with
-// limit 20 over listBatches stored batches in one workspace. listClients
+// limit 20 over listBatches stored batches in one workspace. The
+// sqlite-uncached case reads the sqlite case's file through a second store
+// without the list cache, so every list is an SQLite query. listClients
 // goroutines each make listCallsPerClient calls: a third without a cursor,
 // a third with after_id and a third with before_id, each cursor the id of a
 // random stored batch. As the baseline, the same clients first make as many
@@ -87,16 +91,29 @@ var (
 func BenchmarkListLatency(b *testing.B) {
 	for _, bc := range backends {
 		b.Run(bc.name, func(b *testing.B) {
-			benchListLatency(b, bc)
+			fixture := loadListFixture(b, bc)
+			benchListLatency(b, fixture.store, fixture.ids)
+		})
+		if bc.name != "sqlite" {
+			continue
+		}
+		b.Run("sqlite-uncached", func(b *testing.B) {
+			fixture := loadListFixture(b, bc)
+			st, err := sqlite.Open(context.Background(), fixture.path,
+				sqlite.Options{ListCacheSize: -1})
+			if err != nil {
+				b.Fatalf("open SQLite store without a list cache: %v", err)
+			}
+			defer st.Close()
+			benchListLatency(b, st, fixture.ids)
 		})
 	}
 }
 
-func benchListLatency(b *testing.B, bc backendCase) {
-	fixture := loadListFixture(b, bc)
-	srv := startServer(fixture.store, nil)
+func benchListLatency(b *testing.B, st store.Store, ids idTable) {
+	srv := startServer(st, nil)
 	defer srv.close()
-	checkListPage(b, srv, fixture.ids)
+	checkListPage(b, srv, ids)
 
 	var health, list []time.Duration
 	var healthTime, listTime, healthCPU, listCPU time.Duration
@@ -113,7 +130,7 @@ func benchListLatency(b *testing.B, bc backendCase) {
 		}
 		cpu := cputime.Process()
 		latencies, elapsed := runClients(b, srv, func(rng *rand.Rand) string {
-			return listURL(srv.url, fixture.ids, rng)
+			return listURL(srv.url, ids, rng)
 		})
 		listCPU += cputime.Process() - cpu
 		list = append(list, latencies...)
@@ -253,11 +270,20 @@ func loadListFixture(b *testing.B, bc backendCase) *listFixture {
 		return f
 	}
 
-	st, closeStore := bc.open(b)
+	var (
+		st         store.Store
+		path       string
+		closeStore func()
+	)
+	if bc.name == "sqlite" {
+		st, path, closeStore = openSQLiteFile(b)
+	} else {
+		st, closeStore = bc.open(b)
+	}
 	putBenchKey(b, st)
 	start := time.Now()
 	ids, err := createListBatches(st)
-	f := &listFixture{store: st, ids: ids, err: err}
+	f := &listFixture{store: st, path: path, ids: ids, err: err}
 	listFixtures[bc.name] = f
 	atProcessEnd(closeStore)
 	if err != nil {

@@ -1,6 +1,7 @@
 package listcache
 
 import (
+	"fmt"
 	"runtime"
 	"testing"
 	"unsafe"
@@ -28,4 +29,23 @@ func BenchmarkMemory(b *testing.B) {
 	}
 	b.ReportMetric(perBatch, "heap_B/batch")
 	b.ReportMetric(float64(unsafe.Sizeof(entry{})), "entry_B")
+}
+
+// BenchmarkPutManyWorkspaces adds batches to a full cache whose batches are
+// spread over many workspaces of one batch each, so every Put drops a chunk.
+func BenchmarkPutManyWorkspaces(b *testing.B) {
+	for _, workspaces := range []int{1_000, 60_000} {
+		b.Run(fmt.Sprint(workspaces), func(b *testing.B) {
+			c := New(4 * workspaces)
+			for n := range workspaces {
+				c.Put(newBatch(fmt.Sprintf("wrkspc_%d", n), n))
+			}
+
+			n := workspaces
+			for b.Loop() {
+				c.Put(newBatch(fmt.Sprintf("wrkspc_new_%d", n), n))
+				n++
+			}
+		})
+	}
 }

@@ -2,8 +2,9 @@
 // that a store which is the only writer of its database can serve list and
 // get calls without a query.
 //
-// For each workspace the cache contains every batch whose id is above the
-// workspace's gap, an id at and below which it contains nothing. A call whose
+// For each workspace the cache contains every batch, or, once it has dropped
+// some, every batch whose id is above the workspace's gap, an id at and below
+// which it contains nothing. A call whose
 // result lies entirely above the gap is served from memory. Any other call
 // reports that it is not covered, and the store queries its database. The cache is only
 // correct if the store applies every change of a batch row to it (Put after
@@ -16,6 +17,7 @@
 package listcache
 
 import (
+	"container/heap"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +46,8 @@ const maxChunkLen = 256
 type entry struct {
 	betas string // comma-separated, as the stores keep them
 
-	// Times in microseconds since the Unix epoch, zero when unset.
+	// Times in microseconds since the Unix epoch. The last three count only
+	// if their bit is in set.
 	created, expires, ended, cancelInitiated, archived int64
 
 	requests, succeeded, errored, canceled, expired int64
@@ -52,7 +55,15 @@ type entry struct {
 	id     [maxIDLen]byte
 	idLen  uint8
 	status uint8 // index in statuses, or statusDeleted
+	set    uint8 // which optional times are set: endedSet and the others
 }
+
+// The bits of entry.set.
+const (
+	endedSet uint8 = 1 << iota
+	cancelInitiatedSet
+	archivedSet
+)
 
 var statuses = [...]batch.Status{
 	batch.StatusInProgress, batch.StatusCanceling, batch.StatusEnded,
@@ -95,11 +106,11 @@ func encode(b batch.Batch) (entry, bool) {
 	e.idLen = uint8(copy(e.id[:], b.ID))
 	e.status = uint8(status)
 	e.betas = strings.Join(b.Betas, ",")
-	e.created = micros(b.CreatedAt)
-	e.expires = micros(b.ExpiresAt)
-	e.ended = micros(b.EndedAt)
-	e.cancelInitiated = micros(b.CancelInitiatedAt)
-	e.archived = micros(b.ArchivedAt)
+	e.created = b.CreatedAt.UnixMicro()
+	e.expires = b.ExpiresAt.UnixMicro()
+	e.ended = e.optional(b.EndedAt, endedSet)
+	e.cancelInitiated = e.optional(b.CancelInitiatedAt, cancelInitiatedSet)
+	e.archived = e.optional(b.ArchivedAt, archivedSet)
 	e.requests = b.RequestCount
 	e.succeeded = b.Final.Succeeded
 	e.errored = b.Final.Errored
@@ -123,9 +134,9 @@ func (e *entry) decode(workspaceID string) batch.Batch {
 		},
 		CreatedAt:         fromMicros(e.created),
 		ExpiresAt:         fromMicros(e.expires),
-		EndedAt:           fromMicros(e.ended),
-		CancelInitiatedAt: fromMicros(e.cancelInitiated),
-		ArchivedAt:        fromMicros(e.archived),
+		EndedAt:           e.optionalTime(e.ended, endedSet),
+		CancelInitiatedAt: e.optionalTime(e.cancelInitiated, cancelInitiatedSet),
+		ArchivedAt:        e.optionalTime(e.archived, archivedSet),
 	}
 	if e.betas != "" {
 		b.Betas = strings.Split(e.betas, ",")
@@ -133,39 +144,53 @@ func (e *entry) decode(workspaceID string) batch.Batch {
 	return b
 }
 
-// micros returns t in microseconds since the Unix epoch, or zero for the zero
-// time. A real time at exactly the epoch would read back as unset, which no
-// batch time can be.
-func micros(t time.Time) int64 {
+// optional returns t in microseconds since the Unix epoch and records in
+// e.set that it is set, unless t is the zero time, which stands for unset.
+func (e *entry) optional(t time.Time, bit uint8) int64 {
 	if t.IsZero() {
 		return 0
 	}
+	e.set |= bit
 	return t.UnixMicro()
 }
 
-func fromMicros(v int64) time.Time {
-	if v == 0 {
+func (e *entry) optionalTime(v int64, bit uint8) time.Time {
+	if e.set&bit == 0 {
 		return time.Time{}
 	}
+	return fromMicros(v)
+}
+
+func fromMicros(v int64) time.Time {
 	return time.UnixMicro(v).UTC()
 }
 
-// space is the cached part of one workspace: every batch with an id above gap.
-// An empty gap means every batch of the workspace.
+// space is the cached part of one workspace: every batch of it, or, when
+// partial is set, every batch with an id above gap.
 type space struct {
-	run run
-	gap string
+	run     run
+	gap     string
+	partial bool
+	index   int // in Cache.bySlots, or -1 for a space that is not stored
 }
 
 // covers reports whether the space would contain a batch with the given id.
 func (sp *space) covers(id string) bool {
-	return id > sp.gap
+	return !sp.partial || id > sp.gap
 }
 
 // coversAbove reports whether the space contains every batch with an id above
 // the cursor.
 func (sp *space) coversAbove(cursor string) bool {
-	return cursor >= sp.gap
+	return !sp.partial || cursor >= sp.gap
+}
+
+// raiseGap makes the space contain nothing at or below id.
+func (sp *space) raiseGap(id string) {
+	if !sp.partial || id > sp.gap {
+		sp.gap = id
+	}
+	sp.partial = true
 }
 
 // Cache is an in-memory copy of the newest batches of each workspace. It is
@@ -174,17 +199,22 @@ type Cache struct {
 	mu       sync.RWMutex
 	size     int // maximum slots
 	chunkLen int
-	count    int    // live batches
-	slots    int    // room taken, in batches: deleted ones and spare capacity too
-	gap      string // the gap of a workspace not seen yet
+	count    int // live batches
+	slots    int // room taken, in batches: deleted ones and spare capacity too
 	spaces   map[string]*space
+	bySlots  spaceHeap // the same spaces, the one taking the most room first
+
+	// The gap of a workspace not seen yet, when partial is set.
+	gap     string
+	partial bool
 }
 
 // New returns an empty cache with room for at most size batches, or
 // DefaultSize if size is not positive. An empty cache covers every
 // workspace, which is right for an empty database. To fill it from a
-// database that has batches, Put them newest first and call Cut if they did
-// not all fit.
+// database that has more batches than fit, call Cut with the id of the
+// newest batch left out, then Put the newer ones, oldest first: that order
+// fills every chunk.
 func New(size int) *Cache {
 	if size <= 0 {
 		size = DefaultSize
@@ -214,10 +244,11 @@ func (c *Cache) spaceLocked(workspaceID string, create bool) *space {
 	if sp, ok := c.spaces[workspaceID]; ok {
 		return sp
 	}
-	sp := &space{run: run{chunkLen: c.chunkLen}, gap: c.gap}
+	sp := &space{run: run{chunkLen: c.chunkLen}, gap: c.gap, partial: c.partial, index: -1}
 	if !create {
 		return sp
 	}
+	heap.Push(&c.bySlots, sp)
 	c.spaces[workspaceID] = sp
 	return sp
 }
@@ -244,7 +275,7 @@ func (c *Cache) Put(b batch.Batch) {
 	if sp.run.put(e) {
 		c.count++
 	}
-	c.slots += sp.run.slots - slots
+	c.resizedLocked(sp, slots)
 	c.trimLocked()
 }
 
@@ -261,7 +292,19 @@ func (c *Cache) Delete(workspaceID, id string) {
 	if sp.run.remove(id) {
 		c.count--
 	}
-	c.slots += sp.run.slots - slots
+	c.resizedLocked(sp, slots)
+}
+
+// resizedLocked accounts for a change in the room a space takes, which took
+// the given number of slots before.
+func (c *Cache) resizedLocked(sp *space, before int) {
+	if sp.run.slots == before {
+		return
+	}
+	c.slots += sp.run.slots - before
+	if sp.index >= 0 {
+		heap.Fix(&c.bySlots, sp.index)
+	}
 }
 
 // Cut drops every batch with an id at or below id and makes id the gap of
@@ -271,7 +314,10 @@ func (c *Cache) Cut(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	c.gap = max(c.gap, id)
+	if !c.partial || id > c.gap {
+		c.gap = id
+	}
+	c.partial = true
 	for _, sp := range c.spaces {
 		c.forgetThroughLocked(sp, id)
 	}
@@ -282,29 +328,24 @@ func (c *Cache) Cut(id string) {
 func (c *Cache) forgetThroughLocked(sp *space, id string) {
 	slots := sp.run.slots
 	c.count -= sp.run.dropThrough(id)
-	c.slots += sp.run.slots - slots
-	sp.gap = max(sp.gap, id)
+	c.resizedLocked(sp, slots)
+	sp.raiseGap(id)
 }
 
 // trimLocked drops the oldest chunk of the workspace that takes the most room
 // until the cache is within its size.
 func (c *Cache) trimLocked() {
-	for c.slots > c.size {
-		var largest *space
-		for _, sp := range c.spaces {
-			if largest == nil || sp.run.slots > largest.run.slots {
-				largest = sp
-			}
-		}
-		if largest == nil || len(largest.run.chunks) == 0 {
+	for c.slots > c.size && len(c.bySlots) > 0 {
+		largest := c.bySlots[0]
+		if len(largest.run.chunks) == 0 {
 			return
 		}
 
 		slots := largest.run.slots
 		lastID, live := largest.run.dropOldestChunk()
 		c.count -= live
-		c.slots += largest.run.slots - slots
-		largest.gap = max(largest.gap, lastID)
+		c.resizedLocked(largest, slots)
+		largest.raiseGap(lastID)
 	}
 }
 
@@ -360,7 +401,7 @@ func listDownward(sp *space, params store.BatchListParams) (store.BatchPage, boo
 	})
 
 	// A short page is the whole result only if nothing lies below the gap.
-	if len(found) <= params.Limit && sp.gap != "" {
+	if len(found) <= params.Limit && sp.partial {
 		return store.BatchPage{}, false
 	}
 	return makePage(found, params, false), true
@@ -403,4 +444,32 @@ func makePage(found []*entry, params store.BatchListParams, ascending bool) stor
 		page.Batches[j] = found[i].decode(params.WorkspaceID)
 	}
 	return page
+}
+
+// spaceHeap orders spaces by the room they take, largest first, for
+// container/heap. It keeps each space's index up to date.
+type spaceHeap []*space
+
+func (h spaceHeap) Len() int { return len(h) }
+
+func (h spaceHeap) Less(i, j int) bool { return h[i].run.slots > h[j].run.slots }
+
+func (h spaceHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+
+func (h *spaceHeap) Push(x any) {
+	sp := x.(*space)
+	sp.index = len(*h)
+	*h = append(*h, sp)
+}
+
+func (h *spaceHeap) Pop() any {
+	old := *h
+	sp := old[len(old)-1]
+	*h = old[:len(old)-1]
+	sp.index = -1
+	return sp
 }

@@ -120,6 +120,13 @@ func TestEntryRoundTrip(t *testing.T) {
 	if got := e.decode("wrkspc_a"); !reflect.DeepEqual(got, b) {
 		t.Errorf("decode(encode(b)) with unset times = %+v, want %+v", got, b)
 	}
+
+	epoch := time.Unix(0, 0).UTC()
+	b.CreatedAt, b.ExpiresAt, b.CancelInitiatedAt = epoch, epoch, epoch
+	e, _ = encode(b)
+	if got := e.decode("wrkspc_a"); !reflect.DeepEqual(got, b) {
+		t.Errorf("decode(encode(b)) with times at the epoch = %+v, want %+v", got, b)
+	}
 }
 
 // TestCacheMatchesDatabase runs random creates, changes, deletes, lists and
@@ -350,5 +357,26 @@ func TestGetAllWorkspacesIsNotCovered(t *testing.T) {
 	cache.Put(newBatch("wrkspc_a", 1))
 	if _, _, covered := cache.Get("", "msgbatch_000001"); covered {
 		t.Error("Get with an empty workspace id is covered")
+	}
+}
+
+// TestFillKeepsSize fills caches with batches in id order, oldest first as a
+// store loads them and newest first, and checks that both keep nearly their
+// size: every chunk but the last is full.
+func TestFillKeepsSize(t *testing.T) {
+	const size = 10_000
+	ascending := New(size)
+	for n := 1; n <= 2*size; n++ {
+		ascending.Put(newBatch("wrkspc_a", n))
+	}
+	descending := New(size)
+	for n := 2 * size; n >= 1; n-- {
+		descending.Put(newBatch("wrkspc_a", n))
+	}
+
+	for name, c := range map[string]*Cache{"oldest first": ascending, "newest first": descending} {
+		if got, want := c.Len(), size-2*c.chunkLen; got < want {
+			t.Errorf("filled %s, the cache keeps %d batches, want at least %d", name, got, want)
+		}
 	}
 }

@@ -108,7 +108,10 @@ func (r *run) insert(pos position, e entry) {
 
 // makeRoom frees a place for an entry with the given id at pos, in a full
 // chunk, and returns where the entry now goes. That is the same chunk once
-// its deleted entries are gone, a new chunk after it, or one of its halves.
+// its deleted entries are gone, a new chunk after or before it when the
+// entry goes at one of its ends, or one of its halves. New chunks at the
+// ends keep every chunk full when entries arrive in order, newest or oldest
+// first.
 func (r *run) makeRoom(pos position, id string) position {
 	c := r.chunks[pos.chunk]
 	switch {
@@ -120,6 +123,8 @@ func (r *run) makeRoom(pos position, id string) position {
 	case pos.index == len(c.entries):
 		r.insertChunk(pos.chunk+1, r.newChunk(firstChunkCap))
 		pos = position{chunk: pos.chunk + 1}
+	case pos.index == 0:
+		r.insertChunk(pos.chunk, r.newChunk(firstChunkCap))
 	default:
 		half := r.split(pos.chunk)
 		if pos.index > half {

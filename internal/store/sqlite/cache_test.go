@@ -2,10 +2,7 @@ package sqlite_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
 
@@ -30,7 +27,7 @@ func TestCacheLoadedAtOpen(t *testing.T) {
 		workspace := []string{"wrkspc_a", "wrkspc_b"}[i%3/2]
 		created := start.Add(time.Duration(i) * time.Second)
 		b, err := st.BatchCreate(ctx, store.BatchCreateParams{
-			Requests: oneRequest(),
+			Requests: requestsOf(1),
 			NewBatch: func(int64) batch.Batch {
 				return batch.Batch{ID: batch.NewBatchID(created), WorkspaceID: workspace,
 					Status: batch.StatusInProgress, CreatedAt: created,
@@ -61,44 +58,11 @@ func TestCacheLoadedAtOpen(t *testing.T) {
 			for _, before := range cursors {
 				params := store.BatchListParams{WorkspaceID: workspace, AfterID: after,
 					BeforeID: before, Limit: 3}
-				compareList(t, cached, plain, params)
+				sameList(t, cached, plain, params)
 			}
 		}
 		for _, id := range ids {
-			compareGet(t, cached, plain, store.BatchGetParams{WorkspaceID: workspace, ID: id})
+			sameGet(t, cached, plain, store.BatchGetParams{WorkspaceID: workspace, ID: id})
 		}
-	}
-}
-
-func compareList(t *testing.T, cached, plain store.Store, params store.BatchListParams) {
-	t.Helper()
-	ctx := context.Background()
-	got, err := cached.BatchList(ctx, params)
-	if err != nil {
-		t.Fatalf("BatchList(%+v) with a cache: %v", params, err)
-	}
-	want, err := plain.BatchList(ctx, params)
-	if err != nil {
-		t.Fatalf("BatchList(%+v): %v", params, err)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("BatchList(%+v) with a cache:\n got %v\nwant %v", params, got, want)
-	}
-}
-
-func compareGet(t *testing.T, cached, plain store.Store, params store.BatchGetParams) {
-	t.Helper()
-	ctx := context.Background()
-	got, gotErr := cached.BatchGet(ctx, params)
-	want, wantErr := plain.BatchGet(ctx, params)
-	if !reflect.DeepEqual(got, want) || (gotErr == nil) != (wantErr == nil) {
-		t.Errorf("BatchGet(%+v) with a cache = %v, %v; want %v, %v",
-			params, got, gotErr, want, wantErr)
-	}
-}
-
-func oneRequest() func(yield func(batch.NewRequest, error) bool) {
-	return func(yield func(batch.NewRequest, error) bool) {
-		yield(batch.NewRequest{CustomID: "only", Params: json.RawMessage(`{}`)}, nil)
 	}
 }

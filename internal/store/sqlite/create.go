@@ -174,13 +174,27 @@ func (s *Store) publish(ctx context.Context, seq, count int64,
 		if err != nil {
 			return fmt.Errorf("publish batch %s: %w", b.ID, err)
 		}
-		changes.put = append(changes.put, b)
+		changes.put = append(changes.put, storedBatch(b))
 		return nil
 	})
 	if err != nil && !errors.Is(err, errReplayed) {
 		return batch.Batch{}, err
 	}
 	return b, err
+}
+
+// storedBatch returns the fields of a new batch that publish writes, so that
+// the cache contains what a read of the row returns.
+func storedBatch(b batch.Batch) batch.Batch {
+	return batch.Batch{
+		ID:           b.ID,
+		WorkspaceID:  b.WorkspaceID,
+		Status:       b.Status,
+		RequestCount: b.RequestCount,
+		CreatedAt:    b.CreatedAt,
+		ExpiresAt:    b.ExpiresAt,
+		Betas:        b.Betas,
+	}
 }
 
 // abortCreate removes a staged batch and any requests written for it.

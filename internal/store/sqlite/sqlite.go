@@ -6,7 +6,8 @@
 // and get calls from there when it can, without a query.
 //
 // Limitations: one batchd process may use a database file at a time (the
-// caller holds a lock on the data directory), and synchronous=NORMAL means a
+// caller holds a lock on the data directory). Another process writing the
+// same file would leave the in-memory copy stale. synchronous=NORMAL means a
 // power loss, unlike a crash of the process, can lose the last transactions
 // before a WAL checkpoint.
 package sqlite
@@ -124,30 +125,35 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 }
 
 // loadCache fills cache with the newest batches of the database, as many as
-// fit, and makes it the store's cache.
+// fit, and makes it the store's cache. It loads them oldest first, which
+// fills the cache's chunks.
 func (s *Store) loadCache(ctx context.Context, cache *listcache.Cache) error {
+	var cut string
+	err := s.read.QueryRowContext(ctx, `SELECT id FROM batches
+		ORDER BY id DESC LIMIT 1 OFFSET ?`, cache.Size()).Scan(&cut)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		cut = ""
+	case err != nil:
+		return fmt.Errorf("load batches into memory: %w", err)
+	default:
+		cache.Cut(cut)
+	}
+
 	rows, err := s.read.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches
-		ORDER BY id DESC LIMIT ?`, cache.Size()+1)
+		WHERE id > ? ORDER BY id`, cut)
 	if err != nil {
 		return fmt.Errorf("load batches into memory: %w", err)
 	}
 	defer rows.Close()
 
-	var (
-		scan   batchScan
-		loaded int
-	)
+	var scan batchScan
 	for rows.Next() {
 		b, _, err := scan.scan(rows)
 		if err != nil {
 			return fmt.Errorf("load batches into memory: %w", err)
 		}
-		if loaded == cache.Size() {
-			cache.Cut(b.ID)
-			break
-		}
 		cache.Put(b)
-		loaded++
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load batches into memory: %w", err)
