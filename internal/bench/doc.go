@@ -10,7 +10,8 @@
 //     child process while it accepts the man-page batch of about 90 MB.
 //   - BenchmarkListLatency: list latency with 32 concurrent clients over
 //     100,000 stored batches, against GET /healthz as the baseline, with the
-//     clients and the server in the test process.
+//     clients and the server in the test process. Its sqlite-uncached case
+//     reads the same SQLite file without the store's list cache.
 //   - BenchmarkListLatencyProcess: the same calls from wrk against a
 //     `batchd serve` child process on SQLite, with the server's own CPU per
 //     call. It skips when wrk (Debian's package) is not installed.
