@@ -71,9 +71,8 @@ var _ store.Store = (*Store)(nil)
 type Options struct {
 	// ListCacheSize is the maximum number of batches the store keeps in
 	// memory to serve list and get calls: [listcache.DefaultSize] if zero,
-	// none if negative.
-	// Lists and gets of batches older than the cached ones read the
-	// database.
+	// none if negative. Lists and gets of batches older than the cached ones
+	// read the database.
 	ListCacheSize int
 }
 
