@@ -158,12 +158,12 @@ func checkAgainstDatabase(t *testing.T, size int, seed uint64) {
 		case op < 6 || len(db.batches) == 0:
 			n := next + 1 + rng.IntN(3)
 			if op == 0 && next > 0 {
-				n = rng.IntN(next) // an id below the newest, unless taken
+				n = rng.IntN(next) // an id below the newest, unless it exists
 			} else {
 				next = n
 			}
 			b := newBatch(workspaces[rng.IntN(len(workspaces))], n)
-			if _, taken := db.batches[b.ID]; taken || slices.Contains(allIDs, b.ID) {
+			if _, exists := db.batches[b.ID]; exists || slices.Contains(allIDs, b.ID) {
 				continue
 			}
 			db.batches[b.ID] = b

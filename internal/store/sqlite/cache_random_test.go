@@ -36,15 +36,15 @@ type diffHarness struct {
 	log        []string          // operations so far, for failure messages
 }
 
-// breakBudget returns how long a random test may run: full unless -short.
-func breakBudget(full time.Duration) time.Duration {
+// randomTestBudget returns how long a random test may run: full unless -short.
+func randomTestBudget(full time.Duration) time.Duration {
 	if testing.Short() {
 		return full / 10
 	}
 	return full
 }
 
-var breakWorkspaces = []string{"ws_a", "ws_b", "ws_c"}
+var testWorkspaces = []string{"ws_a", "ws_b", "ws_c"}
 
 func newDiffHarness(t *testing.T, seed uint64, size int) *diffHarness {
 	h := &diffHarness{
@@ -127,7 +127,7 @@ func requestsOf(n int) func(yield func(batch.NewRequest, error) bool) {
 func (h *diffHarness) create() {
 	h.clock = h.clock.Add(time.Duration(1+h.rng.IntN(3000)) * time.Millisecond)
 	created := h.clock
-	workspace := breakWorkspaces[h.rng.IntN(len(breakWorkspaces))]
+	workspace := testWorkspaces[h.rng.IntN(len(testWorkspaces))]
 	id := h.newID(created)
 	var betas []string
 	if h.rng.IntN(4) == 0 {
@@ -165,12 +165,12 @@ func (h *diffHarness) create() {
 // unknown id.
 func (h *diffHarness) pick() (string, string) {
 	if len(h.ids) == 0 || h.rng.IntN(10) == 0 {
-		return "msgbatch_nope", breakWorkspaces[h.rng.IntN(len(breakWorkspaces))]
+		return "msgbatch_nope", testWorkspaces[h.rng.IntN(len(testWorkspaces))]
 	}
 	id := h.ids[h.rng.IntN(len(h.ids))]
 	workspace := h.workspaces[id]
 	if h.rng.IntN(8) == 0 {
-		workspace = breakWorkspaces[h.rng.IntN(len(breakWorkspaces))]
+		workspace = testWorkspaces[h.rng.IntN(len(testWorkspaces))]
 	}
 	return id, workspace
 }
@@ -271,7 +271,7 @@ func (h *diffHarness) cursors() []string {
 	return c
 }
 
-var breakLimits = []int{1, 2, 3, 7, 20, 1000}
+var testLimits = []int{1, 2, 3, 7, 20, 1000}
 
 func (h *diffHarness) compareList(params store.BatchListParams) bool {
 	h.t.Helper()
@@ -308,11 +308,11 @@ func pageIDs(page store.BatchPage) string {
 // checkSome compares n random lists and gets.
 func (h *diffHarness) checkSome(n int) bool {
 	cursors := h.cursors()
-	spaces := append(slices.Clone(breakWorkspaces), "ws_none", "")
+	spaces := append(slices.Clone(testWorkspaces), "ws_none", "")
 	for range n {
 		workspace := spaces[h.rng.IntN(len(spaces))]
 		params := store.BatchListParams{WorkspaceID: workspace,
-			Limit: breakLimits[h.rng.IntN(len(breakLimits))]}
+			Limit: testLimits[h.rng.IntN(len(testLimits))]}
 		if h.rng.IntN(2) == 0 {
 			params.AfterID = cursors[h.rng.IntN(len(cursors))]
 		}
@@ -337,7 +337,7 @@ func (h *diffHarness) checkAll() bool {
 	cursors := h.cursors()
 	h.rng.Shuffle(len(cursors), func(i, j int) { cursors[i], cursors[j] = cursors[j], cursors[i] })
 	cursors = append(cursors[:min(len(cursors), 15)], "")
-	for _, workspace := range append(slices.Clone(breakWorkspaces), "ws_none") {
+	for _, workspace := range append(slices.Clone(testWorkspaces), "ws_none") {
 		for _, after := range cursors {
 			for _, before := range cursors {
 				for _, limit := range []int{1, 3, 1000} {
@@ -378,7 +378,7 @@ func (h *diffHarness) step(allowReopen bool) {
 // database after every step.
 func TestCacheRandomOperations(t *testing.T) {
 	t.Parallel()
-	deadline := time.Now().Add(breakBudget(15 * time.Second))
+	deadline := time.Now().Add(randomTestBudget(15 * time.Second))
 	for seed := uint64(1); seed <= 2; seed++ {
 		for _, size := range []int{1, 4, 13, 50} {
 			t.Run(fmt.Sprintf("seed%d_size%d", seed, size), func(t *testing.T) {
@@ -404,7 +404,7 @@ func TestCacheRandomOperations(t *testing.T) {
 // cache size to the random operations.
 func TestCacheRandomReopen(t *testing.T) {
 	t.Parallel()
-	deadline := time.Now().Add(breakBudget(8 * time.Second))
+	deadline := time.Now().Add(randomTestBudget(8 * time.Second))
 	for seed := uint64(1); seed <= 2; seed++ {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			if time.Now().After(deadline) {

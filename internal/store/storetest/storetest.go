@@ -897,7 +897,7 @@ func testListRowsStayApart(t *testing.T, s store.Store) {
 }
 
 // testListSeesChanges checks that list and get return every batch as the
-// last cancel, end, archive or delete left it, for stores that answer them
+// last cancel, end, archive or delete left it, for stores that serve them
 // from a copy in memory.
 func testListSeesChanges(t *testing.T, s store.Store) {
 	f := newFixture(t, s)
@@ -969,17 +969,17 @@ func testListSeesChanges(t *testing.T, s store.Store) {
 	var paged []batch.Batch
 	after := ""
 	for range 10 {
-		one, err := s.BatchList(ctx, store.BatchListParams{
+		single, err := s.BatchList(ctx, store.BatchListParams{
 			WorkspaceID: "w", AfterID: after, Limit: 1,
 		})
 		if err != nil {
 			t.Fatalf("BatchList: %v", err)
 		}
-		paged = append(paged, one.Batches...)
-		if !one.HasMore {
+		paged = append(paged, single.Batches...)
+		if !single.HasMore {
 			break
 		}
-		after = one.Batches[0].ID
+		after = single.Batches[0].ID
 	}
 	if len(paged) != len(page.Batches) {
 		t.Fatalf("paging by one listed %d batches, want %d", len(paged), len(page.Batches))
